@@ -1,0 +1,94 @@
+"""The `appliance` command.
+
+Subcommands import what they need when they run, so `demo`, `ask FILE` and
+`emulator` work on a machine without PortAudio or GPIO.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="appliance",
+        description="Push-to-talk kitchen voice appliance for the Gemini Live API.",
+    )
+    parser.add_argument("--version", action="version", version=f"appliance {__version__}")
+    parser.add_argument("--config", metavar="PATH", help="TOML config file (default: $APPLIANCE_CONFIG, "
+                        "else /etc/appliance/config.toml if present)")
+    parser.add_argument("--set", dest="overrides", metavar="SECTION.KEY=VALUE", action="append", default=[],
+                        help="override one config value; repeatable")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                        help="log level (default: log.level from the config)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run one whole turn offline against the bundled emulator")
+    demo.add_argument("--out", type=Path, default=Path("out"), metavar="DIR",
+                      help="where the question and reply WAVs go (default: ./out)")
+    demo.add_argument("--text", default="What can I make with eggs, spinach and a bit of cheese?",
+                      help="what the generated speaker says")
+
+    ask = sub.add_parser("ask", help="one turn against the configured endpoint")
+    ask.add_argument("wav", nargs="?", type=Path, metavar="FILE.wav",
+                     help="the question as a WAV file (any rate, width and channel count)")
+    ask.add_argument("--text", help="ask in text instead of audio")
+    ask.add_argument("--out", type=Path, metavar="reply.wav", help="write the spoken reply here (24 kHz)")
+
+    emulator = sub.add_parser("emulator", help="serve the offline Live API emulator on loopback")
+    from .live import emulator as emulator_module
+
+    emulator_module.add_arguments(emulator)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+
+    from .config import ConfigError, load_config
+    from .logsetup import setup_logging
+
+    try:
+        cfg = load_config(args.config, overrides=args.overrides)
+    except ConfigError as exc:
+        print(f"appliance: {exc}", file=sys.stderr)
+        return 2
+    level = args.log_level or cfg.log.level
+    if args.command == "demo" and args.log_level is None:
+        level = "warning"  # the demo prints its own timeline
+    setup_logging(level)
+
+    try:
+        if args.command == "emulator":
+            from .live import emulator as emulator_module
+
+            return asyncio.run(emulator_module.run_from_args(args))
+        if args.command == "ask":
+            from .ask import AskError, ask_command
+
+            if args.wav is not None and args.text is not None:
+                parser.error("give either FILE.wav or --text, not both")
+            try:
+                return asyncio.run(ask_command(cfg, wav=args.wav, text=args.text, out=args.out))
+            except AskError as exc:
+                print(f"appliance ask: {exc}", file=sys.stderr)
+                return exc.exit_code
+        if args.command == "demo":
+            from .demo import demo_command
+
+            return asyncio.run(demo_command(args.out, args.text))
+    except KeyboardInterrupt:
+        return 130
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,483 @@
+"""Offline stand-in for the Gemini Live API, served over loopback WebSockets.
+
+Why: every test of the project talks to this instead of Google. It is deliberately strict (see
+emulator_schema.py) so that a client bug fails a test here, with the close code and reason the real
+service would send (protocol reference §8), rather than on a user's counter.
+
+Wire behaviour (protocol reference §2-§5): server messages are JSON in binary frames; setup first and once;
+manual activity control (activityStart/audio/activityEnd) when automatic activity detection is disabled;
+replies are 24 kHz PCM chunks paced faster than real time, then generationComplete and turnComplete with
+usageMetadata; barge-in, tool calls, session resumption, goAway and injected faults per ``Scenario``.
+
+With automatic activity detection left on, the emulator has no VAD: it buffers audio and treats
+``audioStreamEnd`` as the end of the user's turn.
+
+Bounds: ``received`` keeps the last ``max_received`` (10 000) frames, ``turns`` and ``connections`` the last
+1 000 each, resumption handles the last 10 000; an activity keeps at most ``max_activity_seconds`` (5 min)
+of audio (the rest is dropped and the turn flagged ``audio_truncated``); at most ``max_queued_replies``
+replies may be queued (only possible with NO_INTERRUPTION), more closes 1011. The JSON-lines log goes
+through a bounded queue (10 000 lines) to a writer thread; lines beyond that are dropped and counted.
+
+Independence: this module builds and checks JSON itself and never imports the project's client code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import itertools
+import json
+import logging
+import queue
+import re
+import secrets
+import signal
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from .emulator_connection import ConnectionHandler, Conversation
+from .emulator_records import ConnectionRecord, Received, TurnRecord
+from .emulator_scenario import SCENARIO_HELP, Scenario, ScenarioError
+from .emulator_schema import DEFAULT_MODEL_RULES, ModelRules
+
+__all__ = [
+    "ConnectionRecord",
+    "DEFAULT_MODELS",
+    "Emulator",
+    "EmulatorConfig",
+    "Received",
+    "Scenario",
+    "ScenarioError",
+    "TurnRecord",
+    "add_arguments",
+    "run_from_args",
+]
+
+DEFAULT_MODELS = frozenset(DEFAULT_MODEL_RULES)
+API_PATH = re.compile(
+    r"/ws/google\.ai\.generativelanguage\.(?P<version>v1beta|v1|v1alpha)\.GenerativeService\."
+    r"(?P<endpoint>BidiGenerateContent|BidiGenerateContentConstrained)"
+)
+DEFAULT_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+LOG_QUEUE_LINES = 10_000
+
+# websockets logs the request line at DEBUG level, and a request line may hold ?key=. Keep this logger at INFO.
+_ws_logger = logging.getLogger("appliance.live.emulator.websockets")
+# never below INFO (debug lines would show request URLs), otherwise as the root logger says
+_ws_logger.addFilter(lambda record: record.levelno >= logging.INFO)
+
+
+@dataclass
+class EmulatorConfig:
+    host: str = "127.0.0.1"
+    port: int = 0
+    models: frozenset[str] = DEFAULT_MODELS
+    model_rules: dict[str, ModelRules] = field(default_factory=lambda: dict(DEFAULT_MODEL_RULES))
+    rejected_keys: frozenset[str] = field(default=frozenset(), repr=False)
+    connection_lifetime_s: float | None = 600.0
+    goaway_grace_s: float = 50.0
+    pace: float = 1.7  # reply speed relative to real time; 0 = as fast as possible
+    chunk_ms: int = 40  # reply audio per serverContent message
+    log_path: str | None = None  # JSON lines of what was received (audio data replaced by byte counts)
+    max_received: int = 10_000
+    max_turns: int = 1_000
+    max_connections: int = 1_000
+    max_handles: int = 10_000
+    max_activity_seconds: float = 300.0
+    max_queued_replies: int = 4
+    close_timeout_s: float = 10.0
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _append_capped(items: list[Any], item: Any, cap: int) -> None:
+    items.append(item)
+    if len(items) > cap:
+        del items[: len(items) - cap]
+
+
+@dataclass(frozen=True)
+class _Credentials:
+    """What the handshake told us about auth. The key itself is compared and dropped, never stored."""
+
+    has_key: bool
+    key_in_url: bool
+    rejected: bool
+
+
+def _credentials(request: Request, endpoint: str, rejected_keys: frozenset[str]) -> _Credentials:
+    headers: Headers = request.headers
+    query = parse_qs(urlsplit(request.path).query)
+    given: list[str] = []
+    in_url = False
+    if headers.get("x-goog-api-key"):
+        given.append(headers["x-goog-api-key"])
+    if query.get("key"):
+        given.append(query["key"][0])
+        in_url = True
+    if endpoint == "BidiGenerateContentConstrained":
+        auth = headers.get("Authorization", "")
+        if auth.startswith("Token ") and auth[6:].strip():
+            given.append(auth[6:].strip())
+        if query.get("access_token"):
+            given.append(query["access_token"][0])
+            in_url = True
+    return _Credentials(bool(given), in_url, any(value in rejected_keys for value in given))
+
+
+class _LogWriter:
+    """Writes JSON lines from a bounded queue on a thread, so the event loop never waits on the disk."""
+
+    _STOP = object()
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.dropped = 0
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=LOG_QUEUE_LINES)
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by the writer thread
+        self._thread = threading.Thread(target=self._run, name="emulator-log", daemon=True)
+        self._thread.start()
+
+    def write(self, event: dict[str, Any]) -> None:
+        try:
+            self._queue.put_nowait(json.dumps(event, ensure_ascii=False, default=str))
+        except queue.Full:
+            self.dropped += 1
+
+    def _run(self) -> None:
+        with self._file:
+            while True:
+                line = self._queue.get()
+                if line is self._STOP:
+                    return
+                self._file.write(line + "\n")
+                if self._queue.empty():
+                    self._file.flush()
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._queue.put, self._STOP)
+        await asyncio.to_thread(self._thread.join)
+
+
+class Emulator:
+    """The emulated service. Use ``async with Emulator(config, scenario) as emu: ... emu.url ...``."""
+
+    def __init__(self, config: EmulatorConfig | None = None, scenario: Scenario | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        self._scenario = scenario or Scenario()
+        self._fault_index = 0  # connections made since the scenario was set
+        self.connections: list[ConnectionRecord] = []
+        self.received: list[Received] = []
+        self.turns: list[TurnRecord] = []
+        self.ignored_audio_chunks = 0
+        self.internal_errors: list[str] = []  # emulator bugs (tracebacks); tests may assert it stays empty
+        self._active: dict[int, ConnectionHandler] = {}
+        self._conversations = itertools.count(1)
+        self._handles: OrderedDict[str, Conversation] = OrderedDict()
+        self._ids = itertools.count(1)
+        self._server: Server | None = None
+        self._cond: asyncio.Condition | None = None
+        self._log: _LogWriter | None = None
+        # "localhost" may resolve to two addresses, each with its own free port; bind one of them only.
+        self._bind_host = "127.0.0.1" if self.config.host == "localhost" else self.config.host
+
+    # ------------------------------------------------------------------------------------------------------
+    # Public API
+    # ------------------------------------------------------------------------------------------------------
+
+    @property
+    def scenario(self) -> Scenario:
+        return self._scenario
+
+    @scenario.setter
+    def scenario(self, value: Scenario) -> None:
+        """Applies to connections opened from now on; fault_connections counts from here."""
+        self._scenario = value
+        self._fault_index = 0
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the emulator is not running; call start() first")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def base_url(self) -> str:
+        host = self._bind_host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"ws://{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return self.base_url + DEFAULT_PATH
+
+    async def start(self) -> None:
+        if self._server is not None:
+            return
+        if not is_loopback_host(self.config.host):
+            raise ValueError(f"the emulator only serves this machine: use --host 127.0.0.1, not {self.config.host}")
+        self._cond = asyncio.Condition()
+        if self.config.log_path:
+            self._log = _LogWriter(self.config.log_path)
+        try:
+            self._server = await serve(
+                self._handle, self._bind_host, self.config.port,
+                process_request=self._process_request, logger=_ws_logger,
+                close_timeout=self.config.close_timeout_s,
+            )
+        except BaseException:
+            if self._log is not None:
+                await self._log.close()
+                self._log = None
+            raise
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            await self.close_all(1001, "The emulator is shutting down.")
+            server.close()
+            await server.wait_closed()
+        if self._log is not None:
+            log, self._log = self._log, None
+            await log.close()
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def wait_for(self, predicate: Callable[[Emulator], bool], timeout: float) -> None:
+        """Return once ``predicate(self)`` holds; re-checked on every recorded change.
+
+        A predicate that raises (e.g. IndexError on ``emu.turns[0]`` before the first turn) counts as false.
+        """
+        if self._cond is None:
+            raise RuntimeError("the emulator is not running; call start() first")
+        last_error: list[BaseException] = []
+
+        def check() -> bool:
+            try:
+                return bool(predicate(self))
+            except Exception as exc:  # noqa: BLE001 - reported in the timeout message
+                last_error[:] = [exc]
+                return False
+
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._cond:
+                    await self._cond.wait_for(check)
+        except TimeoutError:
+            name = getattr(predicate, "__name__", repr(predicate))
+            raised = f"; the predicate last raised {last_error[0]!r}" if last_error else ""
+            raise TimeoutError(f"emulator: condition {name} still false after {timeout:g} s{raised}; "
+                               f"state: {self.describe()}") from None
+
+    def describe(self) -> str:
+        """A one-paragraph summary of what happened so far, for failure messages."""
+        conns = []
+        for rec in self.connections[-5:]:
+            state = "open" if not rec.closed else f"closed by {rec.closed_by} {rec.close_code} {rec.close_reason!r}"
+            conns.append(f"#{rec.id} {rec.model or '-'} {state}")
+        kinds = [r.kind for r in self.received[-6:]]
+        turns = [f"#{t.conn_id}:{'interrupted' if t.interrupted else 'complete' if t.turn_complete else 'open'}"
+                 for t in self.turns[-5:]]
+        errors = f", internal errors: {len(self.internal_errors)}" if self.internal_errors else ""
+        return (f"{len(self.connections)} connection(s) [{'; '.join(conns)}], {len(self.turns)} turn(s) "
+                f"[{', '.join(turns)}], last received {kinds}, ignored audio chunks {self.ignored_audio_chunks}"
+                f"{errors}")
+
+    async def drop_all(self) -> None:
+        """Abruptly drop every client connection (no close frame; clients see 1006)."""
+        for handler in list(self._active.values()):
+            await handler.drop()
+
+    async def close_all(self, code: int, reason: str) -> None:
+        """Close every client connection with a close frame."""
+        handlers = list(self._active.values())
+        await asyncio.gather(*(handler.close(code, reason) for handler in handlers), return_exceptions=True)
+
+    # ------------------------------------------------------------------------------------------------------
+    # Used by ConnectionHandler
+    # ------------------------------------------------------------------------------------------------------
+
+    async def _changed(self) -> None:
+        if self._cond is None:
+            return
+        async with self._cond:
+            self._cond.notify_all()
+
+    async def _record_received(self, received: Received) -> None:
+        _append_capped(self.received, received, self.config.max_received)
+        if self._log is not None:
+            self._log.write({"time": time.time(), "event": "received", "conn": received.conn_id,
+                             "kind": received.kind, "message": received.message})
+        await self._changed()
+
+    async def _add_turn(self, turn: TurnRecord) -> None:
+        _append_capped(self.turns, turn, self.config.max_turns)
+        await self._changed()
+
+    def _internal_error(self, conn_id: int, text: str) -> None:
+        logging.getLogger(__name__).error("emulator bug on connection %s:\n%s", conn_id, text)
+        _append_capped(self.internal_errors, f"connection {conn_id}: {text}", 100)
+
+    def _new_conversation(self, model: str) -> Conversation:
+        return Conversation(next(self._conversations), model)
+
+    def _conversation_for_handle(self, handle: str) -> Conversation | None:
+        return self._handles.get(handle)
+
+    def _issue_handle(self, conversation: Conversation) -> str:
+        handle = secrets.token_urlsafe(24)
+        self._handles[handle] = conversation
+        while len(self._handles) > self.config.max_handles:
+            self._handles.popitem(last=False)
+        return handle
+
+    # ------------------------------------------------------------------------------------------------------
+    # Server plumbing
+    # ------------------------------------------------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if not API_PATH.fullmatch(urlsplit(request.path).path):
+            return connection.respond(404, "Not Found\n")
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        request = ws.request
+        assert request is not None
+        path = urlsplit(request.path).path
+        match = API_PATH.fullmatch(path)
+        assert match is not None  # _process_request refused everything else
+        creds = _credentials(request, match["endpoint"], self.config.rejected_keys)
+        record = ConnectionRecord(
+            id=next(self._ids), path=path, api_version=match["version"], endpoint=match["endpoint"],
+            has_key=creds.has_key, key_in_url=creds.key_in_url, user_agent=request.headers.get("User-Agent"),
+            opened_at=asyncio.get_running_loop().time(),
+        )
+        _append_capped(self.connections, record, self.config.max_connections)
+        scenario = self._scenario.copy()
+        faults = scenario.faults_apply(self._fault_index)
+        self._fault_index += 1
+        handler = ConnectionHandler(self, ws, record, scenario, faults=faults, key_rejected=creds.rejected)
+        self._active[record.id] = handler
+        if self._log is not None:
+            self._log.write({"time": time.time(), "event": "connect", "conn": record.id, "path": path,
+                             "has_key": record.has_key, "key_in_url": record.key_in_url,
+                             "user_agent": record.user_agent})
+        await self._changed()
+        try:
+            await handler.run()
+        finally:
+            self._active.pop(record.id, None)
+            if self._log is not None:
+                self._log.write({"time": time.time(), "event": "close", "conn": record.id,
+                                 "closed_by": record.closed_by, "code": record.close_code,
+                                 "reason": record.close_reason})
+            await self._changed()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# CLI helpers (wired into `appliance emulator` by the main CLI)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _lifetime_arg(text: str) -> float | None:
+    if text.strip().lower() in ("none", "off", "0"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds or 'none', got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("the lifetime must not be negative")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="TCP port (default 0: pick a free one)")
+    parser.add_argument("--scenario", action="append", default=[], metavar="SPEC",
+                        help=f"reply/fault option, repeatable: {SCENARIO_HELP}")
+    parser.add_argument("--lifetime", type=_lifetime_arg, default=600.0, metavar="SECONDS",
+                        help="send goAway after this long per connection; 'none' disables (default 600)")
+    parser.add_argument("--grace", type=_non_negative, default=50.0, metavar="SECONDS",
+                        help="seconds between goAway and the 1011 close (default 50)")
+    parser.add_argument("--pace", type=_non_negative, default=1.7,
+                        help="reply speed vs real time; 0 = as fast as possible (default 1.7)")
+    parser.add_argument("--log", default=None, metavar="PATH",
+                        help="append a JSON-lines log of received messages (audio replaced by byte counts)")
+
+
+async def run_from_args(args: argparse.Namespace) -> int:
+    """Run until SIGINT/SIGTERM (returns 0) or cancellation (re-raised). Prints the ws:// URL once ready."""
+    if not is_loopback_host(args.host):
+        print(f"error: the emulator only serves this machine; use --host 127.0.0.1 (got {args.host})",
+              file=sys.stderr)
+        return 2
+    try:
+        scenario = Scenario.from_specs(args.scenario)
+    except ScenarioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.log:
+        try:
+            open(args.log, "a", encoding="utf-8").close()
+        except OSError as exc:
+            print(f"error: cannot write the log file {args.log}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+    config = EmulatorConfig(host=args.host, port=args.port, connection_lifetime_s=args.lifetime,
+                            goaway_grace_s=args.grace, pace=args.pace, log_path=args.log)
+    emulator = Emulator(config, scenario)
+    try:
+        await emulator.start()
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        print(emulator.url, flush=True)
+        await stop.wait()
+        return 0
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        await emulator.stop()

@@ -1,0 +1,675 @@
+"""One emulated Live API session: setup, activities, replies, tool calls, barge-in, goAway and faults.
+
+The reader loop (``ConnectionHandler.run``) validates every client frame and reacts; replies are sent from a
+separate task so that an ``activityStart`` can cut them off mid-stream, as on the real service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+
+from appliance.audio.resample import resample_pcm16
+
+from .emulator_records import ConnectionRecord, Received, TurnRecord, scrub_blobs
+from .emulator_scenario import OUTPUT_RATE, Scenario, tone_pcm
+from .emulator_schema import (
+    INVALID_ARGUMENT,
+    ModelRules,
+    ProtocolViolation,
+    check_model_rules,
+    cut_reason,
+    decode_audio_blob,
+    invalid,
+    normalise_client_message,
+    parse_json_frame,
+    snake_to_camel,
+    validate_function_names,
+    validate_realtime_input_shape,
+)
+
+if TYPE_CHECKING:
+    from .emulator import Emulator
+
+__all__ = ["ConnectionHandler", "Conversation"]
+
+log = logging.getLogger(__name__)
+
+INPUT_RATE = 16000
+AUDIO_TOKENS_PER_SECOND = 32  # Gemini counts audio at 32 tokens per second
+MAX_EARLY_MESSAGES = 256  # messages buffered while a slow setup is pending; the rest wait in the socket
+MAX_HANDLES_PER_RECORD = 100  # ConnectionRecord.handles_issued keeps the newest ones
+
+UNREGISTERED_CALLER = (
+    "Method doesn't allow unregistered callers (callers without established identity). "
+    "Please use API Key or other form of API consumer identity to call this API."
+)
+INVALID_KEY = "API key not valid. Please pass a valid API key."
+NO_TURN = f"{INVALID_ARGUMENT} generic::invalid_argument: No turn to complete"
+DEADLINE_EXPIRED = "Deadline expired before operation could complete."
+INTERNAL_ERROR = "Internal error encountered."
+SESSION_NOT_FOUND = "BidiGenerateContent session not found"
+MALFORMED_FRAME = b'{"serverContent": {'
+
+
+class _Ended(Exception):
+    """The emulator itself ended the connection (fault injection); stop whatever is running."""
+
+
+@dataclass
+class Conversation:
+    """What a resumption handle points to: the turn count survives reconnects."""
+
+    id: int
+    model: str
+    turns: int = 0
+    handler: ConnectionHandler | None = None  # the connection currently attached, if any
+
+
+@dataclass
+class _PendingCall:
+    name: str
+    turn: TurnRecord
+    answered: asyncio.Event
+
+
+@dataclass
+class _ActivityAudio:
+    """Audio of the open activity, kept per input rate so resampling happens once, at the end."""
+
+    segments: list[tuple[int, bytearray]] = field(default_factory=list)
+    seconds: float = 0.0
+    truncated: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not any(seg for _, seg in self.segments)
+
+    def add(self, pcm: bytes, rate: int, cap_seconds: float) -> None:
+        room = cap_seconds - self.seconds
+        if room <= 0:
+            self.truncated = True
+            return
+        max_bytes = round(room * rate) * 2
+        if len(pcm) > max_bytes:
+            pcm = pcm[:max_bytes]
+            self.truncated = True
+        if self.segments and self.segments[-1][0] == rate:
+            self.segments[-1][1].extend(pcm)
+        else:
+            self.segments.append((rate, bytearray(pcm)))
+        self.seconds += len(pcm) / 2 / rate
+
+    def to_16k(self) -> bytes:
+        parts = [bytes(seg) if rate == INPUT_RATE else resample_pcm16(bytes(seg), rate, INPUT_RATE)
+                 for rate, seg in self.segments if seg]
+        return b"".join(parts)
+
+
+def _duration_text(seconds: float) -> str:
+    """proto3 JSON Duration text: "50s", "1.5s"."""
+    text = f"{seconds:.3f}".rstrip("0").rstrip(".")
+    return f"{text}s"
+
+
+class ConnectionHandler:
+    def __init__(self, emulator: Emulator, ws: ServerConnection, record: ConnectionRecord, scenario: Scenario,
+                 *, faults: bool, key_rejected: bool) -> None:
+        self.emu = emulator
+        self.config = emulator.config
+        self.ws = ws
+        self.record = record
+        self.scenario = scenario
+        self.faults = faults
+        self._key_rejected = key_rejected
+        self.sent_count = 0
+        self.conversation: Conversation | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reply_tasks: list[asyncio.Task[None]] = []
+        self._current_turn: TurnRecord | None = None
+        self._pending_calls: dict[str, _PendingCall] = {}
+        self._activity: _ActivityAudio | None = None  # open activity (AAD off) or the rolling buffer (AAD on)
+        self._pending_user_text: str | None = None
+        self._early: list[tuple[Any, Received]] = []
+        self._malformed_sent = False
+        self._unknown_sent = False
+        # From setup
+        self.aad_enabled = True
+        self.interrupts = True
+        self.input_transcription = False
+        self.output_transcription = False
+        self.resumption = False
+        self.declared_functions: set[str] = set()
+
+    # ------------------------------------------------------------------------------------------------------
+    # Lifecycle
+    # ------------------------------------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self.ws.state is State.OPEN and not self.record.closed
+
+    async def run(self) -> None:
+        try:
+            self._spawn(self._lifetime())
+            if self.faults and self.scenario.drop_after == 0:
+                await self.drop()
+                return
+            if self.faults and self.scenario.close_after == 0:
+                raise ProtocolViolation(self.scenario.close_code, self.scenario.close_reason)
+            message, received = await self._recv()
+            await self._handle_setup(message)
+            for message, received in self._early:
+                await self._dispatch(message, received)
+            self._early.clear()
+            while True:
+                message, received = await self._recv()
+                await self._dispatch(message, received)
+        except ProtocolViolation as violation:
+            await self.close(violation.code, violation.reason)
+        except (ConnectionClosed, _Ended):
+            pass
+        except Exception:  # an emulator bug: say so loudly, never leave the client hanging
+            self.emu._internal_error(self.record.id, traceback.format_exc())
+            await self.close(1011, INTERNAL_ERROR)
+        finally:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            async with asyncio.timeout(self.config.close_timeout_s):
+                await self.ws.wait_closed()
+        except TimeoutError:
+            self.ws.transport.abort()
+        self._record_client_close()
+        for call in self._pending_calls.values():
+            call.answered.set()
+        self._pending_calls.clear()
+        if self.conversation is not None and self.conversation.handler is self:
+            self.conversation.handler = None
+
+    def _record_client_close(self) -> None:
+        if self.record.closed_by is None:
+            rcvd = self.ws.protocol.close_rcvd
+            self.record.closed_by = "client"
+            self.record.close_code = rcvd.code if rcvd is not None else 1006
+            self.record.close_reason = rcvd.reason if rcvd is not None else ""
+            self.record.closed_at = asyncio.get_running_loop().time()
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close with a close frame (server side); recorded before the handshake completes."""
+        if self.record.closed:
+            return
+        if self.ws.protocol.close_rcvd is not None:
+            # the client closed first and the handler has not noticed yet
+            self._record_client_close()
+            return
+        reason = cut_reason(reason)
+        self.record.closed_by = "server"
+        self.record.close_code = code
+        self.record.close_reason = reason
+        self.record.closed_at = asyncio.get_running_loop().time()
+        await self.emu._changed()
+        await self.ws.close(code, reason)
+
+    async def drop(self) -> None:
+        """Drop the TCP connection without a close frame: the client sees 1006."""
+        if self.record.closed:
+            return
+        self.record.closed_by = "server"
+        self.record.close_code = 1006
+        self.record.close_reason = ""
+        self.record.closed_at = asyncio.get_running_loop().time()
+        self.ws.transport.abort()
+        await self.emu._changed()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(self._guarded(coro))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _guarded(self, coro: Any) -> None:
+        try:
+            await coro
+        except (ConnectionClosed, _Ended):
+            pass
+        except ProtocolViolation as violation:
+            await self.close(violation.code, violation.reason)
+        except Exception:
+            self.emu._internal_error(self.record.id, traceback.format_exc())
+            try:
+                await self.close(1011, INTERNAL_ERROR)
+            except ConnectionClosed:
+                pass
+
+    async def _lifetime(self) -> None:
+        lifetime = self.config.connection_lifetime_s
+        if lifetime is None:
+            return
+        await asyncio.sleep(lifetime)
+        grace = self.config.goaway_grace_s
+        if self.record.setup_complete:
+            await self._send({"goAway": {"timeLeft": _duration_text(grace)}})
+        await asyncio.sleep(grace)
+        await self.close(1011, DEADLINE_EXPIRED)
+
+    # ------------------------------------------------------------------------------------------------------
+    # Sending and receiving
+    # ------------------------------------------------------------------------------------------------------
+
+    async def _send(self, payload: dict[str, Any] | bytes) -> None:
+        """Send one server message as a binary frame, then apply count-based faults."""
+        data = payload if isinstance(payload, bytes) else json.dumps(payload, separators=(",", ":")).encode()
+        self.sent_count += 1
+        await self.ws.send(data)
+        if not self.faults:
+            return
+        if self.scenario.drop_after is not None and self.sent_count >= self.scenario.drop_after:
+            await self.drop()
+            raise _Ended
+        if self.scenario.close_after is not None and self.sent_count >= self.scenario.close_after:
+            await self.close(self.scenario.close_code, self.scenario.close_reason)
+            raise _Ended
+
+    async def _recv(self) -> tuple[Any, Received]:
+        frame = await self.ws.recv()
+        now = time.monotonic()
+        try:
+            message = parse_json_frame(frame)
+        except ProtocolViolation:
+            await self.emu._record_received(Received(self.record.id, now, "invalid", None))
+            raise
+        kind = "invalid"
+        if isinstance(message, dict) and len(message) == 1:
+            kind = snake_to_camel(next(iter(message)))
+        scrubbed = scrub_blobs(message) if isinstance(message, dict) else None
+        received = Received(self.record.id, now, kind, scrubbed)
+        await self.emu._record_received(received)
+        return message, received
+
+    # ------------------------------------------------------------------------------------------------------
+    # Setup
+    # ------------------------------------------------------------------------------------------------------
+
+    async def _handle_setup(self, message: Any) -> None:
+        if not self.record.has_key:
+            raise ProtocolViolation(1008, UNREGISTERED_CALLER)
+        if self._key_rejected:
+            raise ProtocolViolation(1008, INVALID_KEY)
+        kind, setup = normalise_client_message(message, self.record.api_version)
+        if kind != "setup":
+            raise invalid(f"{INVALID_ARGUMENT} The first message must be setup; got {kind}.")
+        model = setup.get("model", "")
+        if not model:
+            raise invalid(f"{INVALID_ARGUMENT} setup.model is required, e.g. models/gemini-3.8-live.")
+        model_id = model[len("models/"):] if model.startswith("models/") else None
+        if model_id not in self.config.models:
+            raise ProtocolViolation(
+                1008, f"{model} is not found for API version {self.record.api_version}, or is not supported for "
+                      "bidiGenerateContent. Call ListModels to see the list of available models and their "
+                      "supported methods.")
+        rules = self.config.model_rules.get(model_id, ModelRules())
+        check_model_rules(setup, model_id, rules)
+        self.declared_functions = validate_function_names(setup.get("tools", []), "setup.tools")
+        aad = setup.get("realtimeInputConfig", {}).get("automaticActivityDetection", {})
+        self.aad_enabled = not aad.get("disabled", False)
+        handling = setup.get("realtimeInputConfig", {}).get("activityHandling")
+        self.interrupts = handling != "NO_INTERRUPTION"
+        self.input_transcription = "inputAudioTranscription" in setup
+        self.output_transcription = "outputAudioTranscription" in setup
+        self.resumption = "sessionResumption" in setup
+        self._attach_conversation(setup.get("sessionResumption", {}).get("handle"), model_id)
+        self.record.setup = setup
+        self.record.model = model_id
+        if self.aad_enabled:
+            self._activity = _ActivityAudio()
+        await self.emu._changed()
+
+        if self.faults and self.scenario.reject_setup is not None:
+            raise ProtocolViolation(*self.scenario.reject_setup)
+        if self.faults and self.scenario.setup_delay_s > 0:
+            await self._delay_setup(self.scenario.setup_delay_s)
+        await self._send({"setupComplete": {}})
+        self.record.setup_complete = True
+        await self.emu._changed()
+        if self.resumption:
+            await self._send_resumption_update()
+        if self.faults and self.scenario.close_after_setup:
+            raise ProtocolViolation(self.scenario.close_code, self.scenario.close_reason)
+
+    def _attach_conversation(self, handle: str | None, model_id: str) -> None:
+        if handle:
+            conversation = self.emu._conversation_for_handle(handle)
+            if conversation is None:
+                raise ProtocolViolation(1008, SESSION_NOT_FOUND)
+            if conversation.model != model_id:
+                raise invalid(f"{INVALID_ARGUMENT} setup.model cannot change on resume; the session uses "
+                              f"models/{conversation.model}.")
+            if conversation.handler is not None and conversation.handler is not self and conversation.handler.is_open:
+                raise ProtocolViolation(1011, INTERNAL_ERROR)
+            self.record.resumed_handle = handle
+            self.record.restored_turns = conversation.turns
+        else:
+            conversation = self.emu._new_conversation(model_id)
+        conversation.handler = self
+        self.conversation = conversation
+
+    async def _delay_setup(self, seconds: float) -> None:
+        """Hold setupComplete back; count (and keep, to process later) what the client sends meanwhile."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while len(self._early) < MAX_EARLY_MESSAGES:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                async with asyncio.timeout(remaining):
+                    item = await self._recv()
+            except TimeoutError:
+                return
+            self.record.early_messages += 1
+            self._early.append(item)
+        await asyncio.sleep(max(0.0, deadline - loop.time()))
+
+    async def _send_resumption_update(self) -> None:
+        assert self.conversation is not None
+        handle = self.emu._issue_handle(self.conversation)
+        self.record.handles_issued.append(handle)
+        del self.record.handles_issued[:-MAX_HANDLES_PER_RECORD]
+        await self._send({"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}})
+
+    # ------------------------------------------------------------------------------------------------------
+    # Client messages after setup
+    # ------------------------------------------------------------------------------------------------------
+
+    async def _dispatch(self, message: Any, received: Received) -> None:
+        kind, body = normalise_client_message(message, self.record.api_version)
+        if kind == "setup":
+            raise invalid(f"{INVALID_ARGUMENT} setup may only be sent once, as the first message; "
+                          "got a second setup.")
+        if kind == "realtimeInput":
+            await self._on_realtime_input(body, received)
+        elif kind == "clientContent":
+            await self._on_client_content(body)
+        elif kind == "toolResponse":
+            await self._on_tool_response(body)
+        elif kind == "contextUpdate":
+            tools = body.get("tools", {}).get("tools")
+            if tools is not None:
+                self.declared_functions = validate_function_names(tools, "contextUpdate.tools.tools")
+
+    async def _on_realtime_input(self, body: dict[str, Any], received: Received) -> None:
+        field_name = validate_realtime_input_shape(body)
+        value = body[field_name]
+        if field_name == "audio":
+            pcm, rate = decode_audio_blob(value, "realtimeInput.audio")
+            received.pcm, received.pcm_rate = pcm, rate
+            await self._on_audio(pcm, rate)
+        elif field_name == "mediaChunks":
+            for index, blob in enumerate(value):
+                mime = blob.get("mimeType", "")
+                if mime.startswith("image/"):
+                    continue
+                pcm, rate = decode_audio_blob(blob, f"realtimeInput.mediaChunks[{index}]")
+                received.pcm, received.pcm_rate = (received.pcm or b"") + pcm, rate
+                await self._on_audio(pcm, rate)
+        elif field_name == "video":
+            if not value.get("mimeType", "").startswith("image/"):
+                raise invalid(f"{INVALID_ARGUMENT} realtimeInput.video.mimeType must be image/* (e.g. image/jpeg).")
+        elif field_name in ("activityStart", "activityEnd"):
+            if self.aad_enabled:
+                raise invalid(f"{INVALID_ARGUMENT} realtimeInput.{field_name} requires "
+                              "automaticActivityDetection.disabled=true.")
+            if field_name == "activityStart":
+                await self._on_activity_start()
+            else:
+                await self._on_activity_end()
+        elif field_name == "audioStreamEnd":
+            if not self.aad_enabled:
+                raise invalid(f"{INVALID_ARGUMENT} realtimeInput.audioStreamEnd needs automatic activity "
+                              "detection enabled.")
+            if value:
+                await self._on_audio_stream_end()
+        elif field_name == "text":
+            await self._start_turn("text", text=value)
+
+    async def _on_audio(self, pcm: bytes, rate: int) -> None:
+        if self._activity is None:  # AAD disabled and no activity open
+            self.record.ignored_audio_chunks += 1
+            self.emu.ignored_audio_chunks += 1
+            await self.emu._changed()
+            return
+        self._activity.add(pcm, rate, self.config.max_activity_seconds)
+
+    async def _on_activity_start(self) -> None:
+        if self._reply_running() and self.interrupts:
+            await self._interrupt()
+        if self._activity is not None:
+            self.record.activity_restarts += 1
+            await self.emu._changed()
+        self._activity = _ActivityAudio()
+
+    async def _on_activity_end(self) -> None:
+        activity, self._activity = self._activity, None
+        if activity is None or activity.empty:
+            raise invalid(NO_TURN)
+        await self._start_audio_turn(activity)
+
+    async def _on_audio_stream_end(self) -> None:
+        activity = self._activity
+        self._activity = _ActivityAudio()
+        if activity is not None and not activity.empty:
+            await self._start_audio_turn(activity)
+
+    async def _start_audio_turn(self, activity: _ActivityAudio) -> None:
+        pcm16 = await asyncio.to_thread(activity.to_16k)
+        await self._start_turn("audio", pcm16=pcm16, truncated=activity.truncated)
+
+    async def _on_client_content(self, body: dict[str, Any]) -> None:
+        for index, turn in enumerate(body.get("turns", [])):
+            role = turn.get("role", "user")
+            if role not in ("user", "model"):
+                raise invalid(f"{INVALID_ARGUMENT} clientContent.turns[{index}].role must be \"user\" or "
+                              f"\"model\", got {json.dumps(role)[:30]}.")
+            parts = turn.get("parts", [])
+            if not parts:
+                raise invalid(f"{INVALID_ARGUMENT} clientContent.turns[{index}].parts must not be empty.")
+            texts = [part["text"] for part in parts if "text" in part]
+            if role == "user" and texts:
+                self._pending_user_text = " ".join(texts)
+            elif role == "model":
+                self._pending_user_text = None
+        if body.get("turnComplete", False):
+            text, self._pending_user_text = self._pending_user_text, None
+            if text is None:
+                raise invalid(NO_TURN)
+            await self._start_turn("clientContent", text=text)
+
+    async def _on_tool_response(self, body: dict[str, Any]) -> None:
+        responses = body.get("functionResponses", [])
+        if not responses:
+            raise invalid(f"{INVALID_ARGUMENT} toolResponse.functionResponses is empty.")
+        seen: set[str] = set()
+        for index, response in enumerate(responses):
+            where = f"toolResponse.functionResponses[{index}]"
+            call_id = response.get("id")
+            if not call_id:
+                raise invalid(f"{INVALID_ARGUMENT} {where}.id is required on the Gemini API.")
+            call = self._pending_calls.get(call_id)
+            if call is None or call_id in seen:
+                raise invalid(f"{where}.id {json.dumps(call_id)[:40]} is not a pending function call "
+                              "(unknown, answered or cancelled).")
+            if response.get("name") != call.name:
+                raise invalid(f"{where}.name {json.dumps(response.get('name'))[:30]} does not match the call's "
+                              f"name {json.dumps(call.name)[:30]}.")
+            seen.add(call_id)
+        for response in responses:
+            call = self._pending_calls.pop(response["id"])
+            call.turn.tool_responses.append(response)
+            if not any(other.turn is call.turn for other in self._pending_calls.values()):
+                call.answered.set()
+        await self.emu._changed()
+
+    # ------------------------------------------------------------------------------------------------------
+    # Turns and replies
+    # ------------------------------------------------------------------------------------------------------
+
+    def _reply_running(self) -> bool:
+        return any(not task.done() for task in self._reply_tasks)
+
+    async def _start_turn(self, source: Literal["audio", "text", "clientContent"], *, pcm16: bytes = b"",
+                          text: str | None = None,
+                          truncated: bool = False) -> None:
+        if self._reply_running() and (self.interrupts or source != "audio"):
+            await self._interrupt()
+        self._reply_tasks = [task for task in self._reply_tasks if not task.done()]
+        if len(self._reply_tasks) >= self.config.max_queued_replies:
+            raise ProtocolViolation(1011, INTERNAL_ERROR)  # bounded: a client that floods turns is cut off
+        if text is None:
+            seconds = len(pcm16) / 2 / INPUT_RATE
+            text = self.scenario.transcript if self.scenario.transcript is not None else f"({seconds:.1f} s of audio)"
+        turn = TurnRecord(self.record.id, source, user_pcm=pcm16, input_text=text, audio_truncated=truncated)
+        await self.emu._add_turn(turn)
+        previous = self._reply_tasks[-1] if self._reply_tasks else None
+        self._reply_tasks.append(self._spawn(self._reply(turn, previous)))
+
+    async def _interrupt(self) -> None:
+        """Barge-in: stop the reply at once, then interrupted -> toolCallCancellation -> turnComplete."""
+        turn = self._current_turn
+        tasks, self._reply_tasks = self._reply_tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if turn is None or turn.turn_complete:
+            return
+        turn.interrupted = True
+        await self._send({"serverContent": {"interrupted": True}})
+        cancelled = [call_id for call_id, call in self._pending_calls.items() if call.turn is turn]
+        for call_id in cancelled:
+            self._pending_calls.pop(call_id).answered.set()
+        if cancelled:
+            turn.cancelled_tool_calls.extend(cancelled)
+            await self._send({"toolCallCancellation": {"ids": cancelled}})
+        self._current_turn = None
+        await self._finish_turn(turn)
+
+    async def _reply(self, turn: TurnRecord, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        self._current_turn = turn
+        try:
+            await self._send_reply(turn)
+        finally:
+            if self._current_turn is turn and turn.turn_complete:
+                self._current_turn = None
+
+    async def _send_reply(self, turn: TurnRecord) -> None:
+        if self.faults and self.scenario.malformed_before_reply and not self._malformed_sent:
+            self._malformed_sent = True
+            await self._send(MALFORMED_FRAME)
+        if self.faults and self.scenario.unknown_message_before_reply and not self._unknown_sent:
+            self._unknown_sent = True
+            await self._send({"emulatorUnknownMessage": {"note": "clients should log and ignore unknown messages"}})
+        if self.input_transcription:
+            await self._send({"serverContent": {"inputTranscription": {"text": turn.input_text, "finished": True}}})
+        await self._run_tool_calls(turn)
+        audio = await self._reply_audio(turn)
+        await self._stream_audio(turn, audio)
+        turn.generation_complete = True
+        await self._send({"serverContent": {"generationComplete": True}})
+        await self._finish_turn(turn)
+
+    async def _run_tool_calls(self, turn: TurnRecord) -> None:
+        calls: list[dict[str, Any]] = []
+        for name, args in self.scenario.tool_calls:
+            if name not in self.declared_functions:
+                turn.skipped_tool_calls.append(name)  # a real model never calls an undeclared function
+                continue
+            calls.append({"id": f"fc-{uuid.uuid4().hex[:12]}", "name": name, "args": args})
+        if not calls:
+            return
+        answered = asyncio.Event()
+        for call in calls:
+            self._pending_calls[str(call["id"])] = _PendingCall(str(call["name"]), turn, answered)
+        turn.tool_calls.extend(calls)
+        await self.emu._changed()
+        await self._send({"toolCall": {"functionCalls": calls}})
+        await answered.wait()
+
+    async def _reply_audio(self, turn: TurnRecord) -> bytes:
+        if self.scenario.reply == "echo" and turn.user_pcm:
+            return await asyncio.to_thread(resample_pcm16, turn.user_pcm, INPUT_RATE, OUTPUT_RATE)
+        return await asyncio.to_thread(tone_pcm, self.scenario.tone_seconds, self.scenario.tone_hz)
+
+    def _reply_transcript(self, turn: TurnRecord, seconds: float) -> str:
+        if self.scenario.reply_text is not None:
+            return self.scenario.reply_text
+        if self.scenario.reply == "echo" and turn.user_pcm:
+            return f"(echo of {seconds:.1f} s of audio)"
+        return f"({self.scenario.tone_hz:g} Hz tone, {seconds:.1f} s)"
+
+    async def _stream_audio(self, turn: TurnRecord, audio: bytes) -> None:
+        chunk_bytes = max(2, int(OUTPUT_RATE * self.config.chunk_ms / 1000) * 2)
+        chunks = [audio[i:i + chunk_bytes] for i in range(0, len(audio), chunk_bytes)]
+        fragments: dict[int, str] = {}
+        if self.output_transcription and chunks:
+            words = self._reply_transcript(turn, len(audio) / 2 / OUTPUT_RATE).split(" ")
+            for index, word in enumerate(words):
+                text = word if index == len(words) - 1 else word + " "
+                slot = index * len(chunks) // len(words)
+                fragments[slot] = fragments.get(slot, "") + text
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        pace = self.config.pace
+        chunk_seconds = chunk_bytes / 2 / OUTPUT_RATE
+        for index, chunk in enumerate(chunks):
+            if pace > 0:
+                delay = start + index * chunk_seconds / pace - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            else:
+                await asyncio.sleep(0)  # let an activityStart in between even at full speed
+            data = self._b64(chunk)
+            content: dict[str, Any] = {"modelTurn": {"parts": [
+                {"inlineData": {"mimeType": f"audio/pcm;rate={OUTPUT_RATE}", "data": data}}]}}
+            if index in fragments:
+                content["outputTranscription"] = {"text": fragments[index]}
+            # State is updated before the send: a cancelled send has still written its frame (websockets
+            # writes synchronously and only waits for the buffer to drain).
+            turn.reply_pcm.extend(chunk)
+            await self._send({"serverContent": content})
+            await self.emu._changed()
+
+    def _b64(self, data: bytes) -> str:
+        encoder = base64.urlsafe_b64encode if self.scenario.urlsafe_b64 else base64.b64encode
+        return encoder(data).decode("ascii")
+
+    async def _finish_turn(self, turn: TurnRecord) -> None:
+        prompt_tokens = round(len(turn.user_pcm) / 2 / INPUT_RATE * AUDIO_TOKENS_PER_SECOND)
+        prompt_tokens += max(0, len(turn.input_text) // 4) if turn.source != "audio" else 0
+        response_tokens = round(len(turn.reply_pcm) / 2 / OUTPUT_RATE * AUDIO_TOKENS_PER_SECOND)
+        turn.turn_complete = True
+        if self.conversation is not None:
+            self.conversation.turns += 1
+        await self._send({"serverContent": {"turnComplete": True}, "usageMetadata": {
+            "promptTokenCount": prompt_tokens, "responseTokenCount": response_tokens,
+            "totalTokenCount": prompt_tokens + response_tokens}})
+        await self.emu._changed()
+        if self.resumption:
+            await self._send_resumption_update()

@@ -1,0 +1,546 @@
+"""Strict validation of client -> server Live API messages, for the offline emulator.
+
+Why this exists: the real service parses client frames as proto3 JSON and closes the socket (1007/1008) on
+anything it does not know. A client bug that a lenient fake accepts would only show up on a user's counter,
+so the emulator rejects the same things, with reasons worded like Google's.
+
+The schema below is written from the field lists in /work/shared/live-protocol.md §3 (and the message types
+they refer to). Names are accepted in lowerCamelCase or snake_case at every level (proto3 JSON accepts
+both); the validator returns a copy normalised to camelCase. Free-form payloads (function ``args``/``response``,
+Schema ``properties`` names, ``labels``) are copied untouched.
+
+Reason styles: parse-level errors mimic Google's wording, with the path in snake_case
+(``Unknown name "X" at 'setup.generation_config': Cannot find field.``); semantic errors start with
+"Request contains an invalid argument." and name the field in camelCase as our client spells it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "CLIENT_MESSAGE_KINDS",
+    "INVALID_ARGUMENT",
+    "ModelRules",
+    "DEFAULT_MODEL_RULES",
+    "ProtocolViolation",
+    "camel_to_snake",
+    "check_model_rules",
+    "cut_reason",
+    "decode_audio_blob",
+    "decode_base64",
+    "normalise_client_message",
+    "parse_json_frame",
+    "snake_to_camel",
+    "validate_function_names",
+    "validate_realtime_input_shape",
+]
+
+MAX_REASON_BYTES = 123
+INVALID_ARGUMENT = "Request contains an invalid argument."
+CLIENT_MESSAGE_KINDS = ("setup", "clientContent", "realtimeInput", "toolResponse", "contextUpdate")
+
+
+class ProtocolViolation(Exception):
+    """The client broke a rule; the connection is closed with ``code`` and ``reason``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"{code} {reason}")
+        self.code = code
+        self.reason = reason
+
+
+def invalid(reason: str) -> ProtocolViolation:
+    return ProtocolViolation(1007, reason)
+
+
+def cut_reason(reason: str, limit: int = MAX_REASON_BYTES) -> str:
+    """Cut a close reason to the WebSocket limit (123 bytes of UTF-8) without splitting a character."""
+    raw = reason.encode("utf-8")
+    if len(raw) <= limit:
+        return reason
+    return raw[:limit].decode("utf-8", errors="ignore")
+
+
+_SNAKE_PART = re.compile(r"_([a-z0-9])")
+_CAMEL_PART = re.compile(r"([A-Z])")
+
+
+def snake_to_camel(name: str) -> str:
+    return _SNAKE_PART.sub(lambda m: m.group(1).upper(), name)
+
+
+def camel_to_snake(name: str) -> str:
+    return _CAMEL_PART.sub(lambda m: "_" + m.group(1).lower(), name)
+
+
+def _preview(value: Any, limit: int = 24) -> str:
+    """A short JSON rendering of an offending value, for close reasons that must stay under 123 bytes."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Schema description
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Message:
+    """A proto message: only the listed fields are allowed. A str value refers to another named message."""
+
+    type_name: str
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Repeated:
+    item: Any
+
+
+@dataclass(frozen=True)
+class MapOf:
+    """A proto map<string, V>: keys are free text (not normalised), values follow ``value``."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class Scalar:
+    kind: str  # string | bool | int32 | int64 | float | bytes | struct (any JSON object) | any (any JSON)
+
+
+@dataclass(frozen=True)
+class Enum:
+    type_name: str
+    values: frozenset[str]
+
+
+STRING = Scalar("string")
+BOOL = Scalar("bool")
+INT32 = Scalar("int32")
+INT64 = Scalar("int64")
+FLOAT = Scalar("float")
+BYTES = Scalar("bytes")
+STRUCT = Scalar("struct")
+ANY = Scalar("any")
+EMPTY = Message("Empty", {})
+
+
+def _enum(name: str, *values: str) -> Enum:
+    return Enum(name, frozenset(values))
+
+
+_SCHEMA_TYPE = _enum("Type", "TYPE_UNSPECIFIED", "STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NULL")
+_SENSITIVITY_START = _enum("StartSensitivity", "START_SENSITIVITY_UNSPECIFIED", "START_SENSITIVITY_HIGH",
+                           "START_SENSITIVITY_LOW")
+_SENSITIVITY_END = _enum("EndSensitivity", "END_SENSITIVITY_UNSPECIFIED", "END_SENSITIVITY_HIGH",
+                         "END_SENSITIVITY_LOW")
+
+_REGISTRY: dict[str, Message] = {}
+
+
+def _register(message: Message) -> Message:
+    _REGISTRY[message.type_name] = message
+    return message
+
+
+BLOB = _register(Message("Blob", {"mimeType": STRING, "data": BYTES}))
+SCHEMA = _register(Message("Schema", {
+    "type": _SCHEMA_TYPE, "format": STRING, "title": STRING, "description": STRING, "nullable": BOOL,
+    "enum": Repeated(STRING), "maxItems": INT64, "minItems": INT64, "properties": MapOf("Schema"),
+    "required": Repeated(STRING), "minProperties": INT64, "maxProperties": INT64, "minLength": INT64,
+    "maxLength": INT64, "pattern": STRING, "example": ANY, "anyOf": Repeated("Schema"),
+    "propertyOrdering": Repeated(STRING), "default": ANY, "items": "Schema", "minimum": FLOAT, "maximum": FLOAT,
+}))
+FUNCTION_RESPONSE = _register(Message("FunctionResponse", {
+    "id": STRING, "name": STRING, "response": STRUCT, "willContinue": BOOL,
+    "scheduling": _enum("Scheduling", "SCHEDULING_UNSPECIFIED", "SILENT", "WHEN_IDLE", "INTERRUPT"),
+    "parts": Repeated(STRUCT),
+}))
+PART = _register(Message("Part", {
+    "text": STRING, "inlineData": "Blob", "thought": BOOL, "thoughtSignature": BYTES,
+    "fileData": Message("FileData", {"mimeType": STRING, "fileUri": STRING}),
+    "functionCall": Message("FunctionCall", {"id": STRING, "name": STRING, "args": STRUCT}),
+    "functionResponse": "FunctionResponse",
+    "executableCode": Message("ExecutableCode", {"language": STRING, "code": STRING}),
+    "codeExecutionResult": Message("CodeExecutionResult", {"outcome": STRING, "output": STRING}),
+    "videoMetadata": STRUCT,
+}))
+CONTENT = _register(Message("Content", {"role": STRING, "parts": Repeated("Part")}))
+FUNCTION_DECLARATION = _register(Message("FunctionDeclaration", {
+    "name": STRING, "description": STRING, "parameters": "Schema", "parametersJsonSchema": ANY,
+    "response": "Schema", "responseJsonSchema": ANY,
+    "behavior": _enum("Behavior", "UNSPECIFIED", "BLOCKING", "NON_BLOCKING"),
+}))
+TOOL = _register(Message("Tool", {
+    "functionDeclarations": Repeated("FunctionDeclaration"), "googleSearch": STRUCT, "codeExecution": STRUCT,
+    "googleMaps": STRUCT, "urlContext": STRUCT, "googleSearchRetrieval": STRUCT, "computerUse": STRUCT,
+    "fileSearch": STRUCT,
+}))
+GENERATION_CONFIG = _register(Message("GenerationConfig", {
+    "responseModalities": Repeated(_enum("Modality", "MODALITY_UNSPECIFIED", "TEXT", "IMAGE", "AUDIO", "VIDEO")),
+    "speechConfig": Message("SpeechConfig", {
+        "voiceConfig": Message("VoiceConfig", {
+            "prebuiltVoiceConfig": Message("PrebuiltVoiceConfig", {"voiceName": STRING}),
+            "replicatedVoiceConfig": Message("ReplicatedVoiceConfig", {
+                "mimeType": STRING, "voiceSampleAudio": BYTES, "consentAudio": BYTES, "voiceConsentSignature": ANY,
+            }),
+        }),
+        "languageCode": STRING,
+    }),
+    "thinkingConfig": Message("ThinkingConfig", {
+        "includeThoughts": BOOL, "thinkingBudget": INT32,
+        "thinkingLevel": _enum("ThinkingLevel", "THINKING_LEVEL_UNSPECIFIED", "MINIMAL", "LOW", "MEDIUM", "HIGH"),
+    }),
+    "temperature": FLOAT, "topP": FLOAT, "topK": INT32, "maxOutputTokens": INT32, "seed": INT32,
+    "candidateCount": INT32, "stopSequences": Repeated(STRING), "presencePenalty": FLOAT,
+    "frequencyPenalty": FLOAT, "responseLogprobs": BOOL, "logprobs": INT32, "responseMimeType": STRING,
+    "responseSchema": "Schema", "responseJsonSchema": ANY, "enableEnhancedCivicAnswers": BOOL,
+    "mediaResolution": _enum("MediaResolution", "MEDIA_RESOLUTION_UNSPECIFIED", "MEDIA_RESOLUTION_LOW",
+                             "MEDIA_RESOLUTION_MEDIUM", "MEDIA_RESOLUTION_HIGH"),
+    "enableAffectiveDialog": BOOL,
+    "translationConfig": Message("TranslationConfig", {"targetLanguageCode": STRING, "echoTargetLanguage": BOOL}),
+}))
+AUDIO_TRANSCRIPTION_CONFIG = _register(Message("AudioTranscriptionConfig", {
+    "languageCodes": Repeated(STRING), "languageAuto": ANY, "languageHints": ANY, "customVocabulary": ANY,
+    "adaptationPhrases": ANY, "wordTimestamp": BOOL, "diarization": ANY, "mode": ANY, "sourceText": ANY,
+}))
+SETUP = _register(Message("BidiGenerateContentSetup", {
+    "model": STRING,
+    "generationConfig": "GenerationConfig",
+    "systemInstruction": "Content",
+    "tools": Repeated("Tool"),
+    "realtimeInputConfig": Message("RealtimeInputConfig", {
+        "automaticActivityDetection": Message("AutomaticActivityDetection", {
+            "disabled": BOOL, "startOfSpeechSensitivity": _SENSITIVITY_START,
+            "endOfSpeechSensitivity": _SENSITIVITY_END, "prefixPaddingMs": INT32, "silenceDurationMs": INT32,
+        }),
+        "activityHandling": _enum("ActivityHandling", "ACTIVITY_HANDLING_UNSPECIFIED",
+                                  "START_OF_ACTIVITY_INTERRUPTS", "NO_INTERRUPTION"),
+        "turnCoverage": _enum("TurnCoverage", "TURN_COVERAGE_UNSPECIFIED", "TURN_INCLUDES_ONLY_ACTIVITY",
+                              "TURN_INCLUDES_ALL_INPUT", "TURN_INCLUDES_AUDIO_ACTIVITY_AND_ALL_VIDEO"),
+        "interimTranscriptTimestampEnabled": BOOL,
+    }),
+    "sessionResumption": Message("SessionResumptionConfig", {"handle": STRING}),
+    "contextWindowCompression": Message("ContextWindowCompressionConfig", {
+        "triggerTokens": INT64, "slidingWindow": Message("SlidingWindow", {"targetTokens": INT64}),
+    }),
+    "inputAudioTranscription": "AudioTranscriptionConfig",
+    "outputAudioTranscription": "AudioTranscriptionConfig",
+    "proactivity": Message("ProactivityConfig", {"proactiveAudio": BOOL, "proactiveVideo": BOOL}),
+    "historyConfig": Message("HistoryConfig", {"initialHistoryInClientContent": BOOL}),
+    "safetySettings": Repeated(Message("SafetySetting", {"category": STRING, "threshold": STRING})),
+    "labels": MapOf(STRING),
+    "avatarConfig": Message("AvatarConfig", {
+        "avatarName": STRING, "customizedAvatar": ANY, "audioBitrateBps": INT32, "videoBitrateBps": INT32,
+    }),
+}))
+REALTIME_INPUT = _register(Message("BidiGenerateContentRealtimeInput", {
+    "audio": "Blob", "video": "Blob", "mediaChunks": Repeated("Blob"), "text": STRING,
+    "activityStart": EMPTY, "activityEnd": EMPTY, "audioStreamEnd": BOOL,
+}))
+CLIENT_CONTENT = _register(Message("BidiGenerateContentClientContent", {
+    "turns": Repeated("Content"), "turnComplete": BOOL,
+}))
+TOOL_RESPONSE = _register(Message("BidiGenerateContentToolResponse", {
+    "functionResponses": Repeated("FunctionResponse"),
+}))
+CONTEXT_UPDATE = _register(Message("BidiGenerateContentContextUpdate", {
+    "systemInstruction": "Content", "tools": Message("ContextUpdateTools", {"tools": Repeated("Tool")}),
+}))
+CLIENT_MESSAGE = _register(Message("BidiGenerateContentClientMessage", {
+    "setup": "BidiGenerateContentSetup", "clientContent": "BidiGenerateContentClientContent",
+    "realtimeInput": "BidiGenerateContentRealtimeInput", "toolResponse": "BidiGenerateContentToolResponse",
+    "contextUpdate": "BidiGenerateContentContextUpdate",
+}))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Walking a value against the schema
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _resolve(spec: Any) -> Any:
+    return _REGISTRY[spec] if isinstance(spec, str) else spec
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+class _Walker:
+    def __init__(self, version: str) -> None:
+        self.version = version
+
+    def type_label(self, spec: Any) -> str:
+        if isinstance(spec, (Message, Enum)):
+            return f"type.googleapis.com/google.ai.generativelanguage.{self.version}.{spec.type_name}"
+        if isinstance(spec, Scalar):
+            return {"string": "TYPE_STRING", "bool": "TYPE_BOOL", "int32": "TYPE_INT32", "int64": "TYPE_INT64",
+                    "float": "TYPE_FLOAT", "bytes": "TYPE_BYTES", "struct": "google.protobuf.Struct"}.get(
+                        spec.kind, "google.protobuf.Value")
+        return "TYPE_MESSAGE"
+
+    def bad_value(self, path: str, spec: Any, value: Any) -> ProtocolViolation:
+        return invalid(f"Invalid value at '{path}' ({self.type_label(spec)}), {_preview(value)}")
+
+    def walk(self, value: Any, spec: Any, path: str) -> Any:
+        spec = _resolve(spec)
+        if isinstance(spec, Message):
+            return self.message(value, spec, path)
+        if isinstance(spec, Repeated):
+            if not isinstance(value, list):
+                raise self.bad_value(path, _resolve(spec.item), value)
+            return [self.walk(item, spec.item, f"{path}[{i}]") for i, item in enumerate(value)]
+        if isinstance(spec, MapOf):
+            if not isinstance(value, dict):
+                raise self.bad_value(path, spec, value)
+            return {key: self.walk(item, spec.value, f'{path}["{key}"]') for key, item in value.items()}
+        if isinstance(spec, Enum):
+            if isinstance(value, str) and value in spec.values:
+                return value
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                return value
+            raise self.bad_value(path, spec, value)
+        return self.scalar(value, spec, path)
+
+    def message(self, value: Any, spec: Message, path: str) -> dict[str, Any]:
+        if isinstance(value, list):
+            where = path.rsplit(".", 1)
+            parent, name = (where[0], where[1]) if len(where) == 2 else ("", where[0])
+            at = f" at '{parent}'" if parent else ""
+            raise invalid(f'Invalid JSON payload received. Unknown name "{name}"{at}: '
+                          "Proto field is not repeating, cannot start list.")
+        if not isinstance(value, dict):
+            raise self.bad_value(path, spec, value)
+        out: dict[str, Any] = {}
+        for raw_key, item in value.items():
+            key = snake_to_camel(raw_key)
+            if key not in spec.fields:
+                at = f" at '{path}'" if path else ""
+                raise invalid(f'Invalid JSON payload received. Unknown name "{raw_key}"{at}: Cannot find field.')
+            if key in out:
+                raise invalid(f"Invalid JSON payload received. Duplicate field \"{raw_key}\""
+                              f"{' at ' + repr(path) if path else ''} (given in both casings).")
+            if item is None:  # proto3 JSON: null means "default value"
+                continue
+            out[key] = self.walk(item, spec.fields[key], _join(path, camel_to_snake(key)))
+        return out
+
+    def scalar(self, value: Any, spec: Scalar, path: str) -> Any:
+        kind = spec.kind
+        if kind == "any":
+            return value
+        if kind == "struct":
+            if not isinstance(value, dict):
+                raise self.bad_value(path, spec, value)
+            return value
+        if kind == "string":
+            if not isinstance(value, str):
+                raise self.bad_value(path, spec, value)
+            return value
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise self.bad_value(path, spec, value)
+            return value
+        if kind in ("int32", "int64"):
+            if isinstance(value, bool):
+                raise self.bad_value(path, spec, value)
+            if isinstance(value, int):
+                number = value
+            elif isinstance(value, float) and value.is_integer():
+                number = int(value)
+            elif isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+                number = int(value)
+            else:
+                raise self.bad_value(path, spec, value)
+            limit = 2**31 if kind == "int32" else 2**63
+            if not -limit <= number < limit:
+                raise self.bad_value(path, spec, value)
+            return number
+        if kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise self.bad_value(path, spec, value)
+            return value
+        if kind == "bytes":
+            if not isinstance(value, str) or decode_base64(value) is None:
+                raise invalid(f"Invalid value at '{path}' (TYPE_BYTES), Base64 decoding failed for {_preview(value)}")
+            return value
+        raise AssertionError(f"unknown scalar kind {kind}")  # pragma: no cover - schema bug
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Entry points
+# ----------------------------------------------------------------------------------------------------------
+
+
+def parse_json_frame(frame: str | bytes) -> Any:
+    """Decode one client frame (text or binary). Raises 1007 for anything that is not JSON."""
+    try:
+        text = frame.decode("utf-8") if isinstance(frame, bytes) else frame
+        return json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "the frame is not UTF-8"
+        raise invalid(f"Invalid JSON payload received. {detail}.") from None
+
+
+def normalise_client_message(message: Any, version: str = "v1beta") -> tuple[str, dict[str, Any]]:
+    """Check a whole client message against the schema; return (kind, camelCase body of that kind)."""
+    if not isinstance(message, dict):
+        raise invalid(f"Invalid JSON payload received. Expected a JSON object, got {type(message).__name__}.")
+    walker = _Walker(version)
+    seen: list[str] = []
+    for raw_key in message:
+        key = snake_to_camel(raw_key)
+        if key not in CLIENT_MESSAGE.fields:
+            raise invalid(f'Invalid JSON payload received. Unknown name "{raw_key}": Cannot find field.')
+        if seen:
+            raise invalid(f"Invalid JSON payload received. Oneof field 'message_type' is already set "
+                          f"({camel_to_snake(seen[0])}). Cannot set '{raw_key}'.")
+        seen.append(key)
+    if not seen:
+        raise invalid("Invalid JSON payload received. The message is empty; it needs exactly one of "
+                      "setup, clientContent, realtimeInput, toolResponse, contextUpdate.")
+    normalised = walker.message(message, CLIENT_MESSAGE, "")
+    kind = seen[0]
+    body = normalised.get(kind)
+    if body is None:  # {"realtimeInput": null}
+        raise invalid(f"Invalid JSON payload received. '{camel_to_snake(kind)}' must be an object, not null.")
+    return kind, body
+
+
+def validate_realtime_input_shape(body: Mapping[str, Any]) -> str:
+    """Emulator rule (the SDK enforces it too): one field per realtimeInput message. Returns that field."""
+    fields = list(body)
+    if len(fields) != 1:
+        listed = ", ".join(fields) if fields else "none"
+        raise invalid(f"realtimeInput takes exactly one field per message (emulator rule, like the SDK); "
+                      f"got {listed}.")
+    return fields[0]
+
+
+_FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]{0,63}")
+
+
+def validate_function_names(tools: list[dict[str, Any]], where: str) -> set[str]:
+    """Check declared function names like the real API does; return the set of declared names."""
+    names: set[str] = set()
+    for ti, tool in enumerate(tools):
+        for fi, decl in enumerate(tool.get("functionDeclarations", [])):
+            name = decl.get("name", "")
+            field = f"{where}[{ti}].functionDeclarations[{fi}].name"
+            if not _FUNCTION_NAME.fullmatch(name):
+                raise invalid(f"{INVALID_ARGUMENT} {field}: invalid function name {_preview(name)}; start with a "
+                              "letter or _, then letters, digits, _ . : -, max 64.")
+            names.add(name)
+    return names
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Per-model rules
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRules:
+    """What a model accepts in setup beyond the shared schema (see §3.1 / §6)."""
+
+    thinking_config: bool = True
+    thinking_budget: bool = True
+    thinking_level: bool = True
+    affective_dialog: bool = True
+    proactivity: bool = True
+    proactive_audio_off: bool = True
+
+
+DEFAULT_MODEL_RULES: dict[str, ModelRules] = {
+    "gemini-3.8-live": ModelRules(thinking_config=False, affective_dialog=False, proactive_audio_off=False),
+    "gemini-3.8-live-extended-thinking": ModelRules(thinking_budget=False, affective_dialog=False,
+                                                    proactive_audio_off=False),
+    "gemini-3.1-flash-live-preview": ModelRules(thinking_budget=False, affective_dialog=False, proactivity=False),
+    "gemini-2.5-flash-native-audio-preview-12-2025": ModelRules(thinking_level=False),
+}
+
+
+def check_model_rules(setup: Mapping[str, Any], model_id: str, rules: ModelRules) -> None:
+    """Reject setup fields the chosen model does not take (1007, naming the field)."""
+    gen = setup.get("generationConfig", {})
+
+    def refuse(field: str) -> ProtocolViolation:
+        return invalid(f"{INVALID_ARGUMENT} {field} is not supported by models/{model_id}.")
+
+    modalities = gen.get("responseModalities", [])
+    if modalities and list(modalities) != ["AUDIO"]:
+        listed = ", ".join(str(m) for m in modalities)
+        raise invalid(f"The requested combination of response modalities ({listed}) is not supported by the model.")
+    thinking = gen.get("thinkingConfig")
+    if thinking is not None:
+        if not rules.thinking_config:
+            raise refuse("generationConfig.thinkingConfig")
+        if "thinkingBudget" in thinking and not rules.thinking_budget:
+            raise refuse("generationConfig.thinkingConfig.thinkingBudget")
+        if "thinkingLevel" in thinking and not rules.thinking_level:
+            raise refuse("generationConfig.thinkingConfig.thinkingLevel")
+    if "enableAffectiveDialog" in gen and not rules.affective_dialog:
+        raise refuse("generationConfig.enableAffectiveDialog")
+    proactivity = setup.get("proactivity")
+    if proactivity is not None:
+        if not rules.proactivity:
+            raise refuse("proactivity")
+        if proactivity.get("proactiveAudio") is False and not rules.proactive_audio_off:
+            raise refuse("proactivity.proactiveAudio=false")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Bytes and audio
+# ----------------------------------------------------------------------------------------------------------
+
+_B64_CHARS = re.compile(r"[A-Za-z0-9+/\-_]*={0,2}")
+
+
+def decode_base64(text: str) -> bytes | None:
+    """Decode standard or URL-safe base64, padded or not (proto3 JSON accepts all four). None if invalid."""
+    stripped = text.strip()
+    if not _B64_CHARS.fullmatch(stripped):
+        return None
+    core = stripped.rstrip("=")
+    if len(core) % 4 == 1:
+        return None
+    core = core.replace("-", "+").replace("_", "/")
+    try:
+        return base64.b64decode(core + "=" * (-len(core) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+_PCM_MIME = re.compile(r"audio/pcm\s*(?:;\s*rate\s*=\s*(\d+)\s*)?", re.IGNORECASE)
+MIN_INPUT_RATE = 8000
+MAX_INPUT_RATE = 48000
+
+
+def decode_audio_blob(blob: Mapping[str, Any], field: str) -> tuple[bytes, int]:
+    """Return (pcm s16le bytes, sample rate) of an audio Blob, or raise 1007 naming what is wrong."""
+    mime = blob.get("mimeType")
+    if not mime:
+        raise invalid(f"{INVALID_ARGUMENT} {field}.mimeType is required (e.g. audio/pcm;rate=16000).")
+    match = _PCM_MIME.fullmatch(mime.strip())
+    if not match:
+        raise invalid(f"{INVALID_ARGUMENT} {field}.mimeType {_preview(mime, 30)} unsupported; "
+                      "use audio/pcm;rate=16000.")
+    rate = int(match.group(1)) if match.group(1) else 16000
+    if not MIN_INPUT_RATE <= rate <= MAX_INPUT_RATE:
+        raise invalid(f"{INVALID_ARGUMENT} {field}.mimeType rate={rate} is out of range "
+                      f"({MIN_INPUT_RATE}..{MAX_INPUT_RATE} Hz).")
+    pcm = decode_base64(blob.get("data", ""))
+    if pcm is None:  # already checked by the schema walk; kept for direct callers
+        raise invalid(f"Invalid value at '{camel_to_snake(field)}.data' (TYPE_BYTES), Base64 decoding failed.")
+    if len(pcm) % 2:
+        raise invalid(f"{INVALID_ARGUMENT} {field}.data holds {len(pcm)} bytes; 16-bit PCM needs an even count.")
+    return pcm, rate

@@ -1,0 +1,558 @@
+"""Sans-I/O Gemini Live protocol.
+
+Builders turn our intentions into client messages (plain dicts, camelCase, one
+top-level key each); `parse_server_frame` turns one WebSocket frame into typed
+events.  Nothing here touches a socket, a clock or a logger, so every rule of the
+wire can be tested with plain data, and the session and the emulator can both be
+checked against it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from .profiles import ModelProfile
+
+INPUT_RATE = 16000
+OUTPUT_RATE = 24000
+_EXCERPT_CHARS = 160
+
+
+# --------------------------------------------------------------------------
+# Client messages
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """Everything the `setup` message says, independent of where it came from."""
+
+    model: str
+    voice: str = "Kore"
+    language: str = ""
+    system_instruction: str = ""
+    input_transcription: bool = True
+    output_transcription: bool = True
+    #: function declarations as {"name", "description", "parameters"} dicts;
+    #: the profile decides the `behavior` field
+    functions: tuple[Mapping[str, Any], ...] = ()
+    google_search: bool = False
+    compression_trigger_tokens: int = 25600
+    compression_target_tokens: int = 12800
+
+
+def encode(message: Mapping[str, Any]) -> str:
+    """Serialise a client message for one text frame."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+def build_setup(
+    settings: SessionSettings, profile: ModelProfile, resume_handle: str | None = None
+) -> dict[str, Any]:
+    """The first message of every connection.
+
+    Activity detection is always off: the appliance decides when the user speaks
+    (button plus local VAD) and says so with activityStart/activityEnd.
+    """
+    model = settings.model if settings.model.startswith("models/") else f"models/{settings.model}"
+    speech: dict[str, Any] = {"voiceConfig": {"prebuiltVoiceConfig": {"voiceName": settings.voice}}}
+    if settings.language:
+        speech["languageCode"] = settings.language
+    generation: dict[str, Any] = {"responseModalities": ["AUDIO"], "speechConfig": speech}
+    if profile.thinking_config is not None:
+        generation["thinkingConfig"] = dict(profile.thinking_config)
+    if profile.affective_dialog:
+        generation["enableAffectiveDialog"] = True
+
+    setup: dict[str, Any] = {"model": model, "generationConfig": generation}
+    if settings.system_instruction:
+        setup["systemInstruction"] = {"parts": [{"text": settings.system_instruction}]}
+    tools = _build_tools(settings, profile)
+    if tools:
+        setup["tools"] = tools
+    setup["realtimeInputConfig"] = {
+        "automaticActivityDetection": {"disabled": True},
+        "activityHandling": "START_OF_ACTIVITY_INTERRUPTS",
+        "turnCoverage": "TURN_INCLUDES_ONLY_ACTIVITY",
+    }
+    if settings.input_transcription:
+        setup["inputAudioTranscription"] = {}
+    if settings.output_transcription:
+        setup["outputAudioTranscription"] = {}
+    if profile.proactive_audio:
+        setup["proactivity"] = {"proactiveAudio": True}
+    setup["sessionResumption"] = {"handle": resume_handle} if resume_handle else {}
+    setup["contextWindowCompression"] = {
+        "triggerTokens": settings.compression_trigger_tokens,
+        "slidingWindow": {"targetTokens": settings.compression_target_tokens},
+    }
+    return {"setup": setup}
+
+
+def _build_tools(settings: SessionSettings, profile: ModelProfile) -> list[dict[str, Any]]:
+    tools: list[dict[str, Any]] = []
+    if settings.functions:
+        declarations = []
+        for fn in settings.functions:
+            decl = {k: fn[k] for k in ("name", "description", "parameters") if k in fn}
+            if profile.tool_behavior:
+                decl["behavior"] = profile.tool_behavior
+            declarations.append(decl)
+        tools.append({"functionDeclarations": declarations})
+    if settings.google_search and (profile.search_with_functions or not settings.functions):
+        tools.append({"googleSearch": {}})
+    return tools
+
+
+def activity_start() -> dict[str, Any]:
+    return {"realtimeInput": {"activityStart": {}}}
+
+
+def activity_end() -> dict[str, Any]:
+    return {"realtimeInput": {"activityEnd": {}}}
+
+
+def audio_input(pcm: bytes, rate: int = INPUT_RATE) -> dict[str, Any]:
+    """16-bit little-endian mono PCM, standard base64."""
+    return {
+        "realtimeInput": {
+            "audio": {"mimeType": f"audio/pcm;rate={rate}", "data": base64.b64encode(pcm).decode("ascii")}
+        }
+    }
+
+
+def text_input(text: str) -> dict[str, Any]:
+    return {"realtimeInput": {"text": text}}
+
+
+@dataclass(frozen=True)
+class FunctionResponse:
+    """Our answer to one function call; `id` must echo the call's id."""
+
+    id: str
+    name: str
+    response: Mapping[str, Any]
+    scheduling: str | None = None  # SILENT | WHEN_IDLE | INTERRUPT, non-blocking tools only
+    will_continue: bool | None = None
+
+
+def tool_response(responses: Sequence[FunctionResponse]) -> dict[str, Any]:
+    items = []
+    for r in responses:
+        if not r.id:
+            raise ValueError(f"function response for {r.name!r} has no call id")
+        item: dict[str, Any] = {"id": r.id, "name": r.name, "response": dict(r.response)}
+        if r.scheduling is not None:
+            item["scheduling"] = r.scheduling
+        if r.will_continue is not None:
+            item["willContinue"] = r.will_continue
+        items.append(item)
+    return {"toolResponse": {"functionResponses": items}}
+
+
+def client_content(turns: Iterable[tuple[str, str]], turn_complete: bool = True) -> dict[str, Any]:
+    """Ordered history turns as (role, text) pairs; role is "user" or "model"."""
+    out = []
+    for role, text in turns:
+        if role not in ("user", "model"):
+            raise ValueError(f"turn role must be 'user' or 'model', not {role!r}")
+        out.append({"role": role, "parts": [{"text": text}]})
+    content: dict[str, Any] = {"turnComplete": turn_complete}
+    if out:
+        content = {"turns": out, "turnComplete": turn_complete}
+    return {"clientContent": content}
+
+
+# --------------------------------------------------------------------------
+# Server events
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    """Base class of everything `parse_server_frame` yields."""
+
+
+@dataclass(frozen=True)
+class SetupComplete(ServerEvent):
+    session_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AudioChunk(ServerEvent):
+    pcm: bytes = field(repr=False)
+    rate: int = OUTPUT_RATE
+
+    def __repr__(self) -> str:  # audio bytes are noise in logs
+        return f"AudioChunk({len(self.pcm)} bytes @ {self.rate} Hz)"
+
+
+@dataclass(frozen=True)
+class ModelText(ServerEvent):
+    text: str
+
+
+@dataclass(frozen=True)
+class InputTranscript(ServerEvent):
+    text: str
+    finished: bool = False
+
+
+@dataclass(frozen=True)
+class OutputTranscript(ServerEvent):
+    text: str
+    finished: bool = False
+
+
+@dataclass(frozen=True)
+class Interrupted(ServerEvent):
+    pass
+
+
+@dataclass(frozen=True)
+class GenerationComplete(ServerEvent):
+    pass
+
+
+@dataclass(frozen=True)
+class TurnComplete(ServerEvent):
+    reason: str | None = None
+    interaction_status: str | None = None
+    waiting_for_input: bool = False
+
+
+@dataclass(frozen=True)
+class FunctionCall:
+    id: str | None
+    name: str
+    args: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolCall(ServerEvent):
+    calls: tuple[FunctionCall, ...]
+
+
+@dataclass(frozen=True)
+class ToolCallCancellation(ServerEvent):
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GoAway(ServerEvent):
+    #: seconds until the server closes; None when it did not say
+    time_left_s: float | None
+
+
+@dataclass(frozen=True)
+class ResumptionUpdate(ServerEvent):
+    new_handle: str | None
+    resumable: bool
+    last_consumed_index: int | None = None
+
+
+@dataclass(frozen=True)
+class Usage(ServerEvent):
+    prompt_tokens: int | None
+    response_tokens: int | None
+    total_tokens: int | None
+
+
+@dataclass(frozen=True)
+class Unknown(ServerEvent):
+    """A field we do not use; kept so it can be logged, never fatal."""
+
+    key: str
+    excerpt: str
+
+
+@dataclass(frozen=True)
+class ProtocolError(ServerEvent):
+    """Input we could not make sense of; the rest of the frame is still used."""
+
+    message: str
+    excerpt: str = ""
+
+
+_TOP_LEVEL_IGNORED = {"voiceActivity", "voiceActivityDetectionSignal"}
+
+
+def parse_server_frame(frame: str | bytes | bytearray | memoryview) -> list[ServerEvent]:
+    """All events in one server frame, in a stable order; never raises."""
+    try:
+        return _parse(frame)
+    except Exception as exc:  # the last line of defence: nothing from the wire is fatal
+        return [ProtocolError(f"unparseable server message ({type(exc).__name__})", _excerpt(frame))]
+
+
+def _parse(frame: str | bytes | bytearray | memoryview) -> list[ServerEvent]:
+    if isinstance(frame, (bytes, bytearray, memoryview)):
+        try:
+            text = bytes(frame).decode("utf-8")
+        except UnicodeDecodeError:
+            return [ProtocolError("server message is not UTF-8", _excerpt(frame))]
+    elif isinstance(frame, str):
+        text = frame
+    else:
+        return [ProtocolError(f"server message of type {type(frame).__name__}", "")]
+    try:
+        message = json.loads(text)
+    except (ValueError, RecursionError):
+        return [ProtocolError("server message is not valid JSON", _excerpt(text))]
+    if not isinstance(message, dict):
+        return [ProtocolError("server message is not a JSON object", _excerpt(text))]
+
+    message = _camel_keys(message)
+    events: list[ServerEvent] = []
+    for key, value in message.items():
+        handler = _HANDLERS.get(key)
+        if handler is not None:
+            events.extend(handler(value))
+        elif key in _TOP_LEVEL_IGNORED:
+            continue
+        else:
+            events.append(Unknown(key, _excerpt(json.dumps(value, default=str))))
+    if not message:
+        events.append(ProtocolError("empty server message", "{}"))
+    # usage rides along with turnComplete: report the turn's end last, so whoever
+    # stops reading at turnComplete has seen everything the frame said
+    events.sort(key=lambda e: isinstance(e, TurnComplete))
+    return events
+
+
+def _setup_complete(value: Any) -> list[ServerEvent]:
+    session_id = value.get("sessionId") if isinstance(value, dict) else None
+    return [SetupComplete(session_id if isinstance(session_id, str) else None)]
+
+
+def _server_content(value: Any) -> list[ServerEvent]:
+    if not isinstance(value, dict):
+        return [ProtocolError("serverContent is not an object", _excerpt(repr(value)))]
+    events: list[ServerEvent] = []
+    transcript = value.get("inputTranscription")
+    if isinstance(transcript, dict) and isinstance(transcript.get("text"), str):
+        events.append(InputTranscript(transcript["text"], _as_bool(transcript.get("finished"))))
+    if _as_bool(value.get("interrupted")):
+        events.append(Interrupted())
+    turn = value.get("modelTurn")
+    if isinstance(turn, dict):
+        parts = turn.get("parts")
+        if isinstance(parts, list):
+            for part in parts:
+                events.extend(_model_part(part))
+        elif parts is not None:
+            events.append(ProtocolError("modelTurn.parts is not a list", _excerpt(repr(parts))))
+    transcript = value.get("outputTranscription")
+    if isinstance(transcript, dict) and isinstance(transcript.get("text"), str):
+        events.append(OutputTranscript(transcript["text"], _as_bool(transcript.get("finished"))))
+    if _as_bool(value.get("generationComplete")):
+        events.append(GenerationComplete())
+    if _as_bool(value.get("turnComplete")):
+        reason = value.get("turnCompleteReason")
+        status = value.get("interactionStatus")
+        events.append(
+            TurnComplete(
+                reason=reason if isinstance(reason, str) else None,
+                interaction_status=status if isinstance(status, str) else None,
+                waiting_for_input=_as_bool(value.get("waitingForInput")),
+            )
+        )
+    return events
+
+
+def _model_part(part: Any) -> list[ServerEvent]:
+    if not isinstance(part, dict):
+        return [ProtocolError("modelTurn part is not an object", _excerpt(repr(part)))]
+    if part.get("thought") is True:
+        return []  # thinking text is not for the user
+    inline = part.get("inlineData")
+    if isinstance(inline, dict):
+        mime = inline.get("mimeType")
+        mime = mime if isinstance(mime, str) else ""
+        if not mime.lower().startswith("audio/"):
+            return [Unknown("inlineData", _excerpt(mime or "(no mimeType)"))]
+        data = inline.get("data")
+        if not isinstance(data, str):
+            return [ProtocolError("audio part without base64 data", _excerpt(mime))]
+        pcm = decode_base64(data)
+        if pcm is None:
+            return [ProtocolError("audio part with invalid base64", _excerpt(data))]
+        if len(pcm) % 2:
+            return [ProtocolError(f"audio part of odd length {len(pcm)}", _excerpt(mime))]
+        return [AudioChunk(pcm, _rate_of(mime))]
+    text = part.get("text")
+    if isinstance(text, str):
+        return [ModelText(text)]
+    return [Unknown("modelTurn.part", _excerpt(json.dumps(part, default=str)))]
+
+
+def _tool_call(value: Any) -> list[ServerEvent]:
+    calls_raw = value.get("functionCalls") if isinstance(value, dict) else None
+    if not isinstance(calls_raw, list):
+        return [ProtocolError("toolCall without functionCalls", _excerpt(repr(value)))]
+    calls: list[FunctionCall] = []
+    errors: list[ServerEvent] = []
+    for raw in calls_raw:
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+            errors.append(ProtocolError("function call without a name", _excerpt(repr(raw))))
+            continue
+        call_id = raw.get("id")
+        args = raw.get("args")
+        calls.append(
+            FunctionCall(
+                id=str(call_id) if isinstance(call_id, (str, int)) and call_id != "" else None,
+                name=raw["name"],
+                args=args if isinstance(args, dict) else {},
+            )
+        )
+    return ([ToolCall(tuple(calls))] if calls else []) + errors
+
+
+def _tool_call_cancellation(value: Any) -> list[ServerEvent]:
+    ids = value.get("ids") if isinstance(value, dict) else None
+    if not isinstance(ids, list):
+        return [ProtocolError("toolCallCancellation without ids", _excerpt(repr(value)))]
+    return [ToolCallCancellation(tuple(str(i) for i in ids if isinstance(i, (str, int))))]
+
+
+def _go_away(value: Any) -> list[ServerEvent]:
+    raw = value.get("timeLeft") if isinstance(value, dict) else None
+    return [GoAway(parse_duration(raw))]
+
+
+def _resumption_update(value: Any) -> list[ServerEvent]:
+    if not isinstance(value, dict):
+        return [ProtocolError("sessionResumptionUpdate is not an object", _excerpt(repr(value)))]
+    handle = value.get("newHandle")
+    return [
+        ResumptionUpdate(
+            new_handle=handle if isinstance(handle, str) and handle else None,
+            resumable=_as_bool(value.get("resumable")),
+            last_consumed_index=_as_int(value.get("lastConsumedClientMessageIndex")),
+        )
+    ]
+
+
+def _usage(value: Any) -> list[ServerEvent]:
+    if not isinstance(value, dict):
+        return [ProtocolError("usageMetadata is not an object", _excerpt(repr(value)))]
+    response = value.get("responseTokenCount", value.get("candidatesTokenCount"))
+    return [
+        Usage(
+            prompt_tokens=_as_int(value.get("promptTokenCount")),
+            response_tokens=_as_int(response),
+            total_tokens=_as_int(value.get("totalTokenCount")),
+        )
+    ]
+
+
+_HANDLERS = {
+    "setupComplete": _setup_complete,
+    "serverContent": _server_content,
+    "toolCall": _tool_call,
+    "toolCallCancellation": _tool_call_cancellation,
+    "goAway": _go_away,
+    "sessionResumptionUpdate": _resumption_update,
+    "usageMetadata": _usage,
+}
+
+
+# --------------------------------------------------------------------------
+# Tolerant value decoding (proto3 JSON as the service and other clients write it)
+
+_SNAKE = re.compile(r"_([a-z0-9])")
+#: values below these keys are the caller's own data and keep their spelling
+_OPAQUE_KEYS = {"args", "response"}
+
+
+def _camel(key: str) -> str:
+    return _SNAKE.sub(lambda m: m.group(1).upper(), key) if "_" in key else key
+
+
+def _camel_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            name = _camel(k) if isinstance(k, str) else k
+            out[name] = v if name in _OPAQUE_KEYS else _camel_keys(v)
+        return out
+    if isinstance(value, list):
+        return [_camel_keys(v) for v in value]
+    return value
+
+
+def decode_base64(data: str) -> bytes | None:
+    """Standard or URL-safe base64, padding optional; None when it is not base64."""
+    cleaned = "".join(data.split()).replace("-", "+").replace("_", "/")
+    cleaned += "=" * (-len(cleaned) % 4)
+    try:
+        return base64.b64decode(cleaned, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d*)?|-?\.\d+)\s*s\s*$")
+
+
+def parse_duration(raw: Any) -> float | None:
+    """proto3 Duration: "50s", "1.5s", a bare number, or {"seconds", "nanos"}."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, (int, float)):
+        return float(raw) if raw == raw and abs(raw) != float("inf") else None
+    if isinstance(raw, str):
+        match = _DURATION.match(raw)
+        if match:
+            return float(match.group(1))
+        try:
+            value = float(raw)
+        except ValueError:
+            return None
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(raw, dict):
+        seconds = _as_int(raw.get("seconds")) or 0
+        nanos = _as_int(raw.get("nanos")) or 0
+        return seconds + nanos / 1e9
+    return None
+
+
+def _as_int(raw: Any) -> int | None:
+    """int64 fields arrive as JSON strings; accept numbers too."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, float) and raw.is_integer():
+        return int(raw)
+    if isinstance(raw, str):
+        try:
+            return int(raw.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _as_bool(raw: Any) -> bool:
+    return raw is True or (isinstance(raw, str) and raw.lower() == "true")
+
+
+_RATE = re.compile(r"rate\s*=\s*(\d+)")
+
+
+def _rate_of(mime: str) -> int:
+    match = _RATE.search(mime)
+    if match:
+        rate = int(match.group(1))
+        if 4000 <= rate <= 192000:
+            return rate
+    return OUTPUT_RATE
+
+
+def _excerpt(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        value = bytes(value)[:_EXCERPT_CHARS].decode("utf-8", "replace")
+    text = str(value)
+    return text if len(text) <= _EXCERPT_CHARS else text[:_EXCERPT_CHARS] + "..."

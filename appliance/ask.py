@@ -17,7 +17,14 @@ from typing import Callable
 from .audio import wavio
 from .config import Config, ConfigError, endpoint_url, load_api_key
 from .live import protocol as p
-from .live.session import LinkChanged, LinkState, LiveSession, SessionOptions, TurnDropped
+from .live.session import (
+    InsecureEndpointError,
+    LinkChanged,
+    LinkState,
+    LiveSession,
+    SessionOptions,
+    TurnDropped,
+)
 from .secret import Secret
 
 log = logging.getLogger(__name__)
@@ -196,7 +203,10 @@ async def ask_command(
             "or use the systemd credential gemini-api-key",
             2,
         )
-    session = session_from_config(cfg, api_key)
+    try:
+        session = session_from_config(cfg, api_key)
+    except InsecureEndpointError as exc:
+        raise AskError(str(exc), 2) from None
     try:
         await connect(session, cfg.live.setup_timeout_s + 1.0)
         result = await run_turn(session, pcm=pcm, text=text, reply_timeout_s=cfg.live.reply_timeout_s)

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from appliance.netutil import is_loopback_host
 from appliance.secret import Secret
 
 __all__ = [
@@ -135,7 +136,11 @@ def _check_endpoint(url: str) -> str | None:
         return f"must not carry a key or token; put the key in {API_KEY_ENV} or live.api_key_file"
     if parts.username or parts.password:
         return "must not contain a user name or password"
+    if parts.scheme == "ws" and not is_loopback_host(parts.hostname):
+        return "uses plain ws://, which would send the API key in clear; use wss:// (ws:// only to 127.0.0.1)"
     return None
+
+
 
 
 def _check_key_file(path: str) -> str | None:

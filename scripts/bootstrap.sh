@@ -63,7 +63,12 @@ stamp=".venv/.appliance-${mode}.stamp"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     say "installing the appliance package${extras:+ with test extras} into .venv"
-    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}"
+    log=.venv/pip-install.log
+    if ! { .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip &&
+           .venv/bin/python -m pip install --disable-pip-version-check -e ".${extras}"; } >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        say "pip failed; the whole log is in $log"
+        exit 1
+    fi
     echo "$want" >"$stamp"
 fi

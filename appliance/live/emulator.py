@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import itertools
 import json
 import logging
@@ -47,6 +46,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from ..netutil import is_loopback_host
 from .emulator_connection import ConnectionHandler, Conversation
 from .emulator_records import ConnectionRecord, Received, TurnRecord
 from .emulator_scenario import SCENARIO_HELP, Scenario, ScenarioError
@@ -100,13 +100,6 @@ class EmulatorConfig:
     close_timeout_s: float = 10.0
 
 
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _append_capped(items: list[Any], item: Any, cap: int) -> None:

@@ -138,6 +138,7 @@ class ConnectionHandler:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reply_tasks: list[asyncio.Task[None]] = []
         self._current_turn: TurnRecord | None = None
+        self._queued_turns: dict[asyncio.Task[None], TurnRecord] = {}
         self._pending_calls: dict[str, _PendingCall] = {}
         self._activity: _ActivityAudio | None = None  # open activity (AAD off) or the rolling buffer (AAD on)
         self._pending_user_text: str | None = None
@@ -242,6 +243,8 @@ class ConnectionHandler:
         task = asyncio.get_running_loop().create_task(self._guarded(coro))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        # a task cancelled before it ran never awaits its coroutine; close it quietly
+        task.add_done_callback(lambda _task: coro.close())
         return task
 
     async def _guarded(self, coro: Any) -> None:
@@ -547,13 +550,19 @@ class ConnectionHandler:
         turn = TurnRecord(self.record.id, source, user_pcm=pcm16, input_text=text, audio_truncated=truncated)
         await self.emu._add_turn(turn)
         previous = self._reply_tasks[-1] if self._reply_tasks else None
-        self._reply_tasks.append(self._spawn(self._reply(turn, previous)))
+        task = self._spawn(self._reply(turn, previous))
+        self._reply_tasks.append(task)
+        self._queued_turns[task] = turn
+        task.add_done_callback(lambda done: self._queued_turns.pop(done, None))
 
     async def _interrupt(self) -> None:
         """Barge-in: stop the reply at once, then interrupted -> toolCallCancellation -> turnComplete."""
         turn = self._current_turn
         tasks, self._reply_tasks = self._reply_tasks, []
         for task in tasks:
+            queued = self._queued_turns.get(task)
+            if queued is not None and queued is not turn and not queued.turn_complete:
+                queued.interrupted = True  # replaced before its reply began
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if turn is None or turn.turn_complete:

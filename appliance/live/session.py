@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import ipaddress
 import logging
 import time
 from collections import deque
@@ -25,6 +24,7 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from ..netutil import is_loopback_host
 from ..secret import RedactingFilter, Secret
 from . import protocol as p
 from .backoff import Backoff, config_error_backoff, quota_backoff, transient_backoff
@@ -122,20 +122,13 @@ def check_endpoint(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise InsecureEndpointError(f"live.endpoint must be a ws:// or wss:// URL with a host, not {url!r}")
-    if parts.scheme == "ws" and not _is_loopback(parts.hostname):
+    if parts.scheme == "ws" and not is_loopback_host(parts.hostname):
         raise InsecureEndpointError(
             f"live.endpoint {parts.hostname} uses plain ws://, which would send the API key in clear; "
             "use wss:// (plain ws:// is only allowed to 127.0.0.1/localhost)"
         )
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass

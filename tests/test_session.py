@@ -442,3 +442,24 @@ def test_config_errors_back_off_slowly():
     assert slow.next_delay() >= 15.0
     delays = [fast.next_delay() for _ in range(20)]
     assert delays[0] <= 0.5 and max(delays) <= 30.0 and delays[-1] >= 15.0
+
+
+def test_an_ephemeral_token_uses_the_constrained_endpoint_and_token_header():
+    from appliance.config import LiveConfig, endpoint_url
+
+    async def scenario():
+        async with Emulator(EmulatorConfig(pace=0), Scenario(reply="tone", tone_seconds=0.2)) as emu:
+            path = endpoint_url(LiveConfig(auth="ephemeral")).split("/ws/", 1)[1]
+            assert path.endswith("v1alpha.GenerativeService.BidiGenerateContentConstrained")
+            url = f"{emu.base_url}/ws/{path}"
+            token = Secret("auth_tokens/test-ephemeral-token")
+            session = LiveSession(url, p.SessionSettings(model="gemini-3.8-live"), token, SessionOptions(auth="ephemeral"))
+            await ready(session)
+            await speak(session, speechlike(0.3))
+            await events_until(session, is_turn_end)
+            await session.close()
+        conn = emu.connections[0]
+        assert conn.endpoint == "BidiGenerateContentConstrained" and conn.api_version == "v1alpha"
+        assert conn.has_key and not conn.key_in_url
+
+    run(scenario())

@@ -1,0 +1,209 @@
+"""Sound-card stand-ins for tests: real PyAudio, real PortAudio, real alsa-lib.
+
+`FileRig`: ALSA `file` PCMs over `null`. Capture reads a raw file we wrote, so what
+reaches the application is bit-exact and known; it is not paced (a 3 s file is read
+in milliseconds), so tests count frames instead of seconds, and must not read past
+the end of the file (alsa-lib then repeats stale data).
+
+`PulseRig`: a private PulseAudio server with two null sinks, `mic` and `speaker`.
+It is paced in real time, so it is the rig for playback and for anything that
+depends on time passing.  Speech is played into `mic` (the app captures
+`mic.monitor`); what the app plays is recorded from `speaker.monitor`.
+
+Both are selected with `ALSA_CONFIG_PATH`, which must be set before `PyAudio()` is
+created; `env()` gives the variables for a subprocess and `activate(monkeypatch)`
+sets them in this process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ALSA_CONF = "/usr/share/alsa/alsa.conf"
+
+
+@dataclass
+class FileRig:
+    root: Path
+    _pcms: list[str] = field(default_factory=list)
+
+    def add_capture(
+        self, name: str, samples: np.ndarray, *, rate: int = 48000, fmt: str = "S32_LE"
+    ) -> Path:
+        """A capture device `name` whose audio is `samples` (shape (n, channels), int16 or int32)."""
+        if samples.ndim == 1:
+            samples = samples[:, None]
+        dtype = {"S16_LE": "<i2", "S32_LE": "<i4"}[fmt]
+        raw = self.root / f"{name}.raw"
+        raw.write_bytes(np.ascontiguousarray(samples).astype(dtype).tobytes())
+        self._pcms.append(
+            f'pcm.{name}_raw {{ type file; slave.pcm "null"; file "/dev/null"; infile "{raw}"; format "raw" }}\n'
+            f'pcm.{name} {{ type plug; slave {{ pcm "{name}_raw"; format {fmt}; rate {rate}; channels {samples.shape[1]} }} }}\n'
+        )
+        return raw
+
+    @property
+    def config_path(self) -> Path:
+        path = self.root / "asoundrc"
+        path.write_text("".join(self._pcms))
+        return path
+
+    def env(self) -> dict[str, str]:
+        return {"ALSA_CONFIG_PATH": f"{ALSA_CONF}:{self.config_path}"}
+
+    def activate(self, monkeypatch) -> None:
+        for key, value in self.env().items():
+            monkeypatch.setenv(key, value)
+
+
+def pulse_available() -> bool:
+    return all(shutil.which(tool) for tool in ("pulseaudio", "pacat", "parecord")) and Path(
+        "/usr/lib/x86_64-linux-gnu/alsa-lib/libasound_module_pcm_pulse.so"
+    ).exists() or any(Path("/usr/lib").glob("*/alsa-lib/libasound_module_pcm_pulse.so"))
+
+
+class PulseRig:
+    """A private PulseAudio server; start() it, stop() it (also on failure)."""
+
+    def __init__(self, root: Path, *, mic_rate: int = 48000, mic_channels: int = 2, mic_format: str = "s32le",
+                 speaker_rate: int = 48000, speaker_channels: int = 2) -> None:
+        self.root = root
+        self.runtime = root / "pulse-runtime"
+        self.runtime.mkdir(parents=True, exist_ok=True)
+        self.socket = self.runtime / "native"
+        self._mic = (mic_rate, mic_channels, mic_format)
+        self._speaker = (speaker_rate, speaker_channels)
+        self._server: subprocess.Popen | None = None
+        self._feeder: subprocess.Popen | None = None
+        self._recorder: subprocess.Popen | None = None
+
+    # -- environment
+    def env(self) -> dict[str, str]:
+        return {
+            "ALSA_CONFIG_PATH": f"{ALSA_CONF}:{self._asoundrc()}",
+            "PULSE_SERVER": f"unix:{self.socket}",
+            "PULSE_RUNTIME_PATH": str(self.runtime),
+            "XDG_RUNTIME_DIR": str(self.runtime),
+            "HOME": str(self.root),
+        }
+
+    def activate(self, monkeypatch) -> None:
+        for key, value in self.env().items():
+            monkeypatch.setenv(key, value)
+
+    def _asoundrc(self) -> Path:
+        path = self.root / "asoundrc-pulse"
+        server = f"unix:{self.socket}"
+        path.write_text(
+            f'pcm.pulse {{ type pulse; server "{server}"; handle_underrun false }}\n'
+            f'ctl.pulse {{ type pulse; server "{server}" }}\n'
+            f'pcm.!default {{ type pulse; server "{server}"; handle_underrun false }}\n'
+            f'ctl.!default {{ type pulse; server "{server}" }}\n'
+        )
+        return path
+
+    # -- lifecycle
+    def start(self, timeout: float = 10.0) -> None:
+        mic_rate, mic_channels, mic_format = self._mic
+        spk_rate, spk_channels = self._speaker
+        script = self.root / "rig.pa"
+        script.write_text(
+            f"load-module module-native-protocol-unix socket={self.socket} auth-anonymous=1\n"
+            f"load-module module-null-sink sink_name=mic rate={mic_rate} channels={mic_channels} format={mic_format}\n"
+            f"load-module module-null-sink sink_name=speaker rate={spk_rate} channels={spk_channels} format=s16le\n"
+            "set-default-sink speaker\n"
+            "set-default-source mic.monitor\n"
+        )
+        env = {**os.environ, **self.env()}
+        self._server = subprocess.Popen(
+            ["pulseaudio", "-n", "-F", str(script), "--exit-idle-time=-1", "--daemonize=no",
+             "--disallow-exit", "--log-target=stderr", "--log-level=error", "--system=false"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while not self._ready(env):
+            if self._server.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the private PulseAudio server did not start")
+            time.sleep(0.05)  # polling a process we just started; nothing to wait on
+        # a monitor source carries data only while its sink plays: keep the mic fed
+        self._feeder = subprocess.Popen(
+            ["pacat", "--playback", "-d", "mic", "--rate", str(mic_rate), "--channels", str(mic_channels),
+             "--format", "s16le", "--raw"],
+            stdin=subprocess.PIPE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self._feed_silence_forever()
+
+    def _feed_silence_forever(self) -> None:
+        import threading
+
+        rate, channels, _ = self._mic
+        chunk = bytes(rate // 50 * channels * 2)
+        feeder = self._feeder
+
+        def pump() -> None:
+            try:
+                while feeder.poll() is None:
+                    feeder.stdin.write(chunk)  # blocks: pacat is paced by the sink
+            except (BrokenPipeError, OSError, ValueError):
+                pass
+
+        threading.Thread(target=pump, daemon=True, name="mic-silence").start()
+
+    def _ready(self, env: dict[str, str]) -> bool:
+        if not self.socket.exists():
+            return False
+        probe = subprocess.run(["pactl", "info"], env=env, capture_output=True, timeout=5)
+        return probe.returncode == 0
+
+    def stop(self) -> None:
+        for proc in (self._recorder, self._feeder):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=5)
+        if self._server is not None and self._server.poll() is None:
+            os.killpg(self._server.pid, signal.SIGTERM)
+            try:
+                self._server.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._server.pid, signal.SIGKILL)
+                self._server.wait(timeout=5)
+
+    # -- audio in and out
+    def play_into_mic(self, pcm16: bytes, rate: int) -> subprocess.Popen:
+        """Play mono s16le into the `mic` sink (paced); returns the pacat process."""
+        env = {**os.environ, **self.env()}
+        proc = subprocess.Popen(
+            ["pacat", "--playback", "-d", "mic", "--rate", str(rate), "--channels", "1", "--format", "s16le", "--raw"],
+            stdin=subprocess.PIPE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        proc.stdin.write(pcm16)
+        proc.stdin.close()
+        return proc
+
+    def start_recording_speaker(self, path: Path, rate: int = 48000) -> None:
+        """Record what reaches the speaker sink as mono s16le at `rate` into `path`."""
+        env = {**os.environ, **self.env()}
+        self._recorder = subprocess.Popen(
+            ["parecord", "-d", "speaker.monitor", "--rate", str(rate), "--channels", "1", "--format", "s16le",
+             "--raw", "--latency-msec=20", str(path)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+    def stop_recording_speaker(self) -> None:
+        if self._recorder is not None:
+            self._recorder.send_signal(signal.SIGINT)
+            try:
+                self._recorder.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._recorder.kill()
+                self._recorder.wait(timeout=5)
+            self._recorder = None

@@ -233,11 +233,95 @@ class LogConfig:
     )
 
 
+_DEVICE_HINT = 'a device name or part of one as `appliance devices` lists it, "default", or #N for index N'
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """Microphone, speaker and the edges of a turn."""
+
+    input_device: str = setting("default", f"Microphone: {_DEVICE_HINT}.", nonempty=True)
+    output_device: str = setting("default", f"Speaker: {_DEVICE_HINT}.", nonempty=True)
+    input_channel: int = setting(
+        -1, "Which microphone channel to use (0 = first); -1 mixes all channels.", min=-1, max=31
+    )
+    input_rate: int = setting(
+        0, "Capture rate in Hz; 0 means the device's own default rate.", min=0, max=192000
+    )
+    input_channels: int = setting(
+        0, "Channels to open the microphone with; 0 means up to 2, as the device allows.", min=0, max=32
+    )
+    input_format: str = setting(
+        "auto",
+        "Capture sample format; auto tries 16-bit, then 32-bit (many I2S mics give only 32-bit).",
+        choices=("auto", "int16", "int32"),
+    )
+    output_rate: int = setting(
+        0, "Playback rate in Hz; 0 means 24000 when the device takes it, else its default rate.",
+        min=0, max=192000,
+    )
+    preroll_ms: int = setting(
+        300, "Audio kept from before the button press, so the first syllable is not lost.", min=0, max=1000
+    )
+    postroll_silence_ms: int = setting(
+        300, "After release, keep listening until this much non-speech, so the last word is kept.",
+        min=0, max=2000,
+    )
+    postroll_max_ms: int = setting(
+        800, "After release, stop listening after this long even if speech goes on.", min=0, max=3000
+    )
+    playback_start_ms: int = setting(
+        120, "Reply audio buffered before playback starts (replies arrive in bursts).", min=20, max=1000
+    )
+    volume: int = setting(
+        70, "Initial speaker volume 0-100; a volume changed later is remembered in the state directory.",
+        min=0, max=100,
+    )
+    earcons: bool = setting(True, "Play short sounds when listening starts and ends, and on errors.")
+
+    def cross_checks(self) -> Iterator[tuple[str, str]]:
+        if self.postroll_max_ms < self.postroll_silence_ms:
+            yield (
+                "postroll_max_ms",
+                f"must be at least audio.postroll_silence_ms ({self.postroll_silence_ms})",
+            )
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    """Local voice activity detection (webrtcvad) that ends a turn."""
+
+    aggressiveness: int = setting(
+        2, "webrtcvad mode: 0 lets most sounds count as speech, 3 is the strictest.", min=0, max=3
+    )
+    end_silence_ms: int = setting(
+        700, "Tap-to-talk: the turn ends after this much non-speech following speech.", min=100, max=5000
+    )
+    max_turn_s: float = setting(30.0, "No turn is longer than this.", min=1, max=300)
+    no_speech_timeout_s: float = setting(
+        5.0, "Tap-to-talk: give up when nobody speaks within this time (no model turn).", min=0.5, max=60
+    )
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """Where the appliance keeps what must survive a restart (volume, timers)."""
+
+    dir: str = setting(
+        "",
+        "State directory; empty means $STATE_DIRECTORY (systemd), else ~/.local/state/appliance.",
+        secret=False,
+    )
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole configuration; `source` is the file that was read or "defaults"."""
 
     live: LiveConfig = field(default_factory=LiveConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    vad: VadConfig = field(default_factory=VadConfig)
+    state: StateConfig = field(default_factory=StateConfig)
     log: LogConfig = field(default_factory=LogConfig)
     source: str = "defaults"
     # "section.key" -> where the value came from, for keys not left at their default.
@@ -786,3 +870,14 @@ def config_template() -> str:
                 lines.extend(textwrap.wrap(text, width=88, initial_indent="# ", subsequent_indent="# "))
             lines.append(f"#{name} = {_toml_value(getattr(instance, name))}")
     return "\n".join(lines) + "\n"
+
+
+def state_dir(cfg: Config, env: Mapping[str, str] = os.environ) -> Path:
+    """The state directory: `[state] dir`, else systemd's $STATE_DIRECTORY, else ~/.local/state."""
+    if cfg.state.dir:
+        return Path(cfg.state.dir).expanduser()
+    systemd_dir = env.get("STATE_DIRECTORY", "").split(":")[0]
+    if systemd_dir:
+        return Path(systemd_dir)
+    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "appliance"

@@ -29,7 +29,8 @@ fi
 # PyAudio has no Linux wheels: it compiles against PortAudio's headers.
 packages=(gcc portaudio19-dev espeak-ng)
 if [ "$mode" = test ]; then
-    packages+=(alsa-utils sox)
+    # real-time audio rig for the tests: a private PulseAudio behind ALSA's pulse plugin
+    packages+=(alsa-utils libasound2-plugins pulseaudio pulseaudio-utils)
 fi
 # The venv module and Python's headers come from Debian's packages unless this
 # Python already has them (pyenv and the like do).

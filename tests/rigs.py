@@ -74,13 +74,15 @@ class PulseRig:
     """A private PulseAudio server; start() it, stop() it (also on failure)."""
 
     def __init__(self, root: Path, *, mic_rate: int = 48000, mic_channels: int = 2, mic_format: str = "s32le",
-                 speaker_rate: int = 48000, speaker_channels: int = 2) -> None:
+                 speaker_rate: int = 48000, speaker_channels: int = 2, speaker_heard_by_mic: bool = False) -> None:
         self.root = root
         self.runtime = root / "pulse-runtime"
         self.runtime.mkdir(parents=True, exist_ok=True)
         self.socket = self.runtime / "native"
         self._mic = (mic_rate, mic_channels, mic_format)
         self._speaker = (speaker_rate, speaker_channels)
+        #: route the speaker into the mic, like a speaker next to the microphone
+        self._loopback = speaker_heard_by_mic
         self._server: subprocess.Popen | None = None
         self._feeder: subprocess.Popen | None = None
         self._recorder: subprocess.Popen | None = None
@@ -115,13 +117,16 @@ class PulseRig:
         mic_rate, mic_channels, mic_format = self._mic
         spk_rate, spk_channels = self._speaker
         script = self.root / "rig.pa"
-        script.write_text(
-            f"load-module module-native-protocol-unix socket={self.socket} auth-anonymous=1\n"
-            f"load-module module-null-sink sink_name=mic rate={mic_rate} channels={mic_channels} format={mic_format}\n"
-            f"load-module module-null-sink sink_name=speaker rate={spk_rate} channels={spk_channels} format=s16le\n"
-            "set-default-sink speaker\n"
-            "set-default-source mic.monitor\n"
-        )
+        lines = [
+            f"load-module module-native-protocol-unix socket={self.socket} auth-anonymous=1",
+            f"load-module module-null-sink sink_name=mic rate={mic_rate} channels={mic_channels} format={mic_format}",
+            f"load-module module-null-sink sink_name=speaker rate={spk_rate} channels={spk_channels} format=s16le",
+            "set-default-sink speaker",
+            "set-default-source mic.monitor",
+        ]
+        if self._loopback:
+            lines.append("load-module module-loopback source=speaker.monitor sink=mic latency_msec=20")
+        script.write_text("\n".join(lines) + "\n")
         env = {**os.environ, **self.env()}
         self._server = subprocess.Popen(
             ["pulseaudio", "-n", "-F", str(script), "--exit-idle-time=-1", "--daemonize=no",

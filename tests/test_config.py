@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import copy
 import io
 import logging
@@ -123,7 +125,7 @@ ERROR_CASES = [
     ("unknown section", "[lvie]\nmodel = 'x'\n", {}, [],
      ["unknown section [lvie] in FILE; did you mean [live]?"]),
     ("unknown section no match", "[gpio]\npin = 1\n", {}, [],
-     ["unknown section [gpio] in FILE; known sections: live, log"]),
+     ["unknown section [gpio] in FILE; known sections: live, audio, vad, state, log"]),
     ("key outside section", "model = 'x'\n", {}, [],
      ["key model in FILE is outside any section", "did you mean live.model?"]),
     ("string for number", "[live]\nsetup_timeout_s = 'fast'\n", {}, [],
@@ -532,9 +534,11 @@ def test_template_with_every_line_uncommented_is_still_the_defaults(tmp_path: Pa
     document = tomllib.loads(path.read_text())
     assert set(document["live"]) == {f.name for f in LiveConfig.__dataclass_fields__.values()}
     assert set(document["log"]) == {"level"}
+    sections = [f.name for f in dataclasses.fields(Config) if dataclasses.is_dataclass(f.type) or f.name in document]
     cfg = load_config(str(path), env={})
-    assert (cfg.live, cfg.log) == (Config().live, Config().log)
-    assert set(cfg.origins) == {f"live.{name}" for name in document["live"]} | {"log.level"}
+    for section in sections:
+        assert getattr(cfg, section) == getattr(Config(), section)
+    assert set(cfg.origins) == {f"{section}.{name}" for section in sections for name in document[section]}
 
 
 def test_template_documents_constraints() -> None:

@@ -24,6 +24,7 @@ from .live.session import (
     LiveSession,
     SessionOptions,
     TurnDropped,
+    check_endpoint,
 )
 from .secret import Secret
 
@@ -105,7 +106,6 @@ async def run_turn(
     on_event: Callable[[object], None] | None = None,
 ) -> TurnResult:
     """Send one utterance (16 kHz s16le mono) or one line of text; collect the reply."""
-    result = TurnResult()
     if pcm is not None:
         await session.activity_start()
         for i in range(0, len(pcm), CHUNK_BYTES):
@@ -116,8 +116,18 @@ async def run_turn(
         await session.send_text(text)
     else:
         raise ValueError("run_turn needs pcm or text")
-    sent_at = time.monotonic()
+    return await collect_reply(session, reply_timeout_s=reply_timeout_s, on_event=on_event)
 
+
+async def collect_reply(
+    session: LiveSession,
+    *,
+    reply_timeout_s: float,
+    on_event: Callable[[object], None] | None = None,
+) -> TurnResult:
+    """Gather one reply until its turn is complete; `on_event` sees every event as it comes."""
+    result = TurnResult()
+    sent_at = time.monotonic()
     while True:
         try:
             event = await session.next_event(reply_timeout_s)
@@ -190,9 +200,6 @@ async def ask_command(
             raise AskError(f"cannot read {wav}: {exc.strerror or exc}", 2) from None
         if not pcm:
             raise AskError(f"{wav} holds no audio", 2)
-    elif text is None:
-        raise AskError("give a WAV file or --text", 2)
-
     try:
         api_key = load_api_key(cfg)
     except ConfigError as exc:
@@ -204,9 +211,16 @@ async def ask_command(
             2,
         )
     try:
-        session = session_from_config(cfg, api_key)
+        check_endpoint(endpoint_url(cfg.live))
     except InsecureEndpointError as exc:
         raise AskError(str(exc), 2) from None
+    if pcm is None and text is None:
+        from .mic_turn import ask_microphone
+
+        result = await ask_microphone(cfg, api_key, out=out, printer=printer)
+        print_result(result, out, printer)
+        return 0
+    session = session_from_config(cfg, api_key)
     try:
         await connect(session, cfg.live.setup_timeout_s + 1.0)
         result = await run_turn(session, pcm=pcm, text=text, reply_timeout_s=cfg.live.reply_timeout_s)

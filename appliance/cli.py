@@ -37,9 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     ask = sub.add_parser("ask", help="one turn against the configured endpoint")
     ask.add_argument("wav", nargs="?", type=Path, metavar="FILE.wav",
-                     help="the question as a WAV file (any rate, width and channel count)")
+                     help="the question as a WAV file (any rate, width and channel count); "
+                          "without it, speak into the microphone and hear the reply")
     ask.add_argument("--text", help="ask in text instead of audio")
     ask.add_argument("--out", type=Path, metavar="reply.wav", help="write the spoken reply here (24 kHz)")
+
+    sub.add_parser("devices", help="list microphones and speakers, the rates they open at, and which are configured")
+    sub.add_parser("audio-test", help="check the microphone and speaker: noise floor, clipping, "
+                                      "whether the microphone hears the speaker")
 
     emulator = sub.add_parser("emulator", help="serve the offline Live API emulator on loopback")
     from .live import emulator as emulator_module
@@ -80,6 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             except AskError as exc:
                 print(f"appliance ask: {exc}", file=sys.stderr)
                 return exc.exit_code
+        if args.command == "devices":
+            return devices_command(cfg)
+        if args.command == "audio-test":
+            from .audio.selftest import audio_test_command
+
+            return asyncio.run(audio_test_command(cfg))
         if args.command == "demo":
             from .demo import demo_command
 
@@ -88,6 +99,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+def devices_command(cfg) -> int:
+    try:
+        from .audio.devices import devices_report, open_pyaudio
+
+        pa = open_pyaudio()
+    except ImportError:
+        print("appliance devices: PyAudio is not installed; run scripts/bootstrap.sh", file=sys.stderr)
+        return 2
+    try:
+        print(devices_report(pa, cfg.audio))
+    finally:
+        pa.terminate()
+    return 0
 
 
 if __name__ == "__main__":

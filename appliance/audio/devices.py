@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
-from typing import Any
-
-log = logging.getLogger(__name__)
-
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
 
 class AudioDeviceError(Exception):
     """A sound-device problem the owner has to fix (wrong name, unsupported format, busy)."""
@@ -39,18 +37,322 @@ def silence_alsa_errors() -> bool:
     if _alsa_error_handler is not None:
         return True
     try:
-        libasound = ctypes.cdll.LoadLibrary(ctypes.util.find_library("asound") or "libasound.so.2")
+        libasound = ctypes.cdll.LoadLibrary("libasound.so.2")
+    except OSError:
+        name = ctypes.util.find_library("asound")
+        if name is None:
+            return False  # no alsa-lib (not Linux, or a minimal container): nothing to silence
+        try:
+            libasound = ctypes.cdll.LoadLibrary(name)
+        except OSError:
+            return False
+    try:
         handler = _ALSA_ERROR_HANDLER_TYPE(_ignore_alsa_error)
         libasound.snd_lib_error_set_handler(handler)
-    except (OSError, AttributeError):
+    except AttributeError:
         return False
     _alsa_error_handler = handler
     return True
 
 
 def open_pyaudio() -> Any:
-    """A fresh `pyaudio.PyAudio()` (a new instance rescans devices), without alsa-lib's stderr noise."""
+    """A new `pyaudio.PyAudio()` without alsa-lib's stderr noise.
+
+    PortAudio rescans devices only when no other PyAudio instance is alive (it counts initialisations).
+    """
     silence_alsa_errors()
     import pyaudio
 
     return pyaudio.PyAudio()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Enumeration and lookup by name
+# ----------------------------------------------------------------------------------------------------------
+
+Direction = Literal["input", "output"]
+SampleFormat = Literal["int16", "int32"]
+
+COMMON_RATES: tuple[int, ...] = (16000, 24000, 44100, 48000)
+_HINT = 'run "appliance devices" to see them'
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """One PortAudio device, as `appliance devices` shows it."""
+
+    index: int
+    name: str
+    max_input_channels: int
+    max_output_channels: int
+    default_rate: int
+    host_api: str
+
+    def channels(self, direction: Direction) -> int:
+        return self.max_input_channels if direction == "input" else self.max_output_channels
+
+
+def list_devices(pa: Any) -> list[DeviceInfo]:
+    """Every device PortAudio knows, in index order."""
+    host_names: dict[int, str] = {}
+    devices = []
+    for index in range(pa.get_device_count()):
+        info = pa.get_device_info_by_index(index)
+        api = int(info.get("hostApi", 0))
+        if api not in host_names:
+            try:
+                host_names[api] = str(pa.get_host_api_info_by_index(api)["name"])
+            except (OSError, ValueError, KeyError):
+                host_names[api] = f"host API {api}"
+        devices.append(
+            DeviceInfo(
+                index=index,
+                name=str(info["name"]),
+                max_input_channels=int(info["maxInputChannels"]),
+                max_output_channels=int(info["maxOutputChannels"]),
+                default_rate=int(round(float(info["defaultSampleRate"]))),
+                host_api=host_names[api],
+            )
+        )
+    return devices
+
+
+def _default_index(pa: Any, direction: Direction) -> int | None:
+    getter = pa.get_default_input_device_info if direction == "input" else pa.get_default_output_device_info
+    try:
+        return int(getter()["index"])
+    except (OSError, ValueError, KeyError):  # PyAudio raises OSError when there is no default device
+        return None
+
+
+def _quoted_names(devices: list[DeviceInfo]) -> str:
+    return ", ".join(f'"{d.name}"' for d in devices) if devices else "none"
+
+
+def find_device(pa: Any, spec: str, *, direction: Direction) -> DeviceInfo:
+    """Resolve a configured device spec to one device that has channels in `direction`.
+
+    Order: "default"; an exact name (case-insensitive); a substring matching exactly
+    one device; "#N" for a PortAudio index (last resort: indices move with USB hotplug).
+    """
+    devices = list_devices(pa)
+    usable = [d for d in devices if d.channels(direction) > 0]
+    wanted = spec.strip()
+    lowered = wanted.lower()
+    kind = f"{direction} device"
+
+    if lowered == "default":
+        index = _default_index(pa, direction)
+        chosen = next((d for d in usable if d.index == index), None)
+        if chosen is None:
+            chosen = next((d for d in usable if d.name.lower() == "default"), None)
+        if chosen is None:
+            raise AudioDeviceError(
+                f'there is no default {kind}; {direction}s: {_quoted_names(usable)}; '
+                f'set audio.{direction}_device to one of them ({_HINT})'
+            )
+        return chosen
+
+    exact = [d for d in devices if d.name.lower() == lowered]
+    exact_usable = [d for d in exact if d.channels(direction) > 0]
+    if len(exact_usable) == 1:
+        return exact_usable[0]
+    if exact and not exact_usable:
+        raise AudioDeviceError(
+            f'"{exact[0].name}" has no {direction} channels; {direction}s: {_quoted_names(usable)} ({_HINT})'
+        )
+
+    partial = [d for d in usable if lowered in d.name.lower()] if lowered else []
+    if len(partial) == 1:
+        return partial[0]
+    if len(partial) > 1 or len(exact_usable) > 1:
+        matches = exact_usable or partial
+        raise AudioDeviceError(
+            f'"{wanted}" matches {len(matches)} {direction} devices: {_quoted_names(matches)}; '
+            f'use more of the name, or #N for an index ({_HINT})'
+        )
+
+    index_match = re.fullmatch(r"#\s*(\d+)", wanted)
+    if index_match:
+        index = int(index_match.group(1))
+        chosen = next((d for d in devices if d.index == index), None)
+        if chosen is None:
+            raise AudioDeviceError(
+                f"there is no device #{index} (indices change when USB devices come and go); "
+                f"{direction}s: {_quoted_names(usable)}; prefer a name ({_HINT})"
+            )
+        if chosen.channels(direction) == 0:
+            raise AudioDeviceError(
+                f'device #{index} ("{chosen.name}") has no {direction} channels; '
+                f"{direction}s: {_quoted_names(usable)} ({_HINT})"
+            )
+        return chosen
+
+    raise AudioDeviceError(
+        f'no {kind} matches "{wanted}"; {direction}s: {_quoted_names(usable)}; '
+        f"set audio.{direction}_device to one of them or part of a name ({_HINT})"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Choosing a capture format the device really accepts
+# ----------------------------------------------------------------------------------------------------------
+
+FALLBACK_RATES: tuple[int, ...] = (48000, 44100, 16000)
+_FORMAT_BYTES: dict[str, int] = {"int16": 2, "int32": 4}
+
+
+def pa_sample_format(sample_format: SampleFormat) -> int:
+    """The PyAudio constant for one of our sample format names."""
+    import pyaudio
+
+    return {"int16": pyaudio.paInt16, "int32": pyaudio.paInt32}[sample_format]
+
+
+@dataclass(frozen=True)
+class InputFormat:
+    """How the microphone stream is opened; the capture path converts it to 16 kHz mono s16le."""
+
+    device: DeviceInfo
+    rate: int
+    channels: int
+    sample_format: SampleFormat
+    frames_per_buffer: int
+
+    @property
+    def bytes_per_sample(self) -> int:
+        return _FORMAT_BYTES[self.sample_format]
+
+    def describe(self) -> str:
+        return f"{self.rate} Hz, {self.channels} ch, {self.sample_format}"
+
+
+def _supported(pa: Any, device: DeviceInfo, direction: Direction, rate: int, channels: int, fmt: SampleFormat) -> bool:
+    if direction == "input":
+        kwargs = {"input_device": device.index, "input_channels": channels, "input_format": pa_sample_format(fmt)}
+    else:
+        kwargs = {"output_device": device.index, "output_channels": channels, "output_format": pa_sample_format(fmt)}
+    try:
+        return bool(pa.is_format_supported(rate, **kwargs))
+    except (ValueError, OSError):  # PyAudio's way of saying "no"
+        return False
+
+
+def _unique(values: list[int]) -> list[int]:
+    return list(dict.fromkeys(values))
+
+
+def choose_input_format(pa: Any, device: DeviceInfo, audio_cfg: Any) -> InputFormat:
+    """Pick rate, channels and sample format for capture; explicit config values are used as given.
+
+    Tried in order: rates (device default, 48000, 44100, 16000), then channel counts
+    (up to 2, 2, 1, all), then formats (int16, int32). Rate varies slowest because
+    resampling is cheap, while an I2S HAT that only does S32_LE 48 kHz stereo must
+    still be found by walking channels and formats at its one rate.
+    """
+    channel = int(audio_cfg.input_channel)
+    needed = channel + 1 if channel >= 0 else 1
+    max_channels = device.max_input_channels
+    if needed > max_channels:
+        raise AudioDeviceError(
+            f'audio.input_channel is {channel} but "{device.name}" has only {max_channels} input channel(s) '
+            f"(channels count from 0; -1 mixes all)"
+        )
+
+    if audio_cfg.input_rate:
+        rates = [int(audio_cfg.input_rate)]
+    else:
+        rates = _unique([device.default_rate, *FALLBACK_RATES])
+    if audio_cfg.input_channels:
+        if needed > audio_cfg.input_channels:
+            raise AudioDeviceError(
+                f"audio.input_channel is {channel} but audio.input_channels is {audio_cfg.input_channels}; "
+                f"open at least {needed} channels or pick a lower channel"
+            )
+        channel_counts = [int(audio_cfg.input_channels)]
+    else:
+        preferred = max(min(2, max_channels), needed)
+        channel_counts = [c for c in _unique([preferred, 2, 1, max_channels]) if needed <= c <= max_channels]
+    formats: list[SampleFormat] = (
+        ["int16", "int32"] if audio_cfg.input_format == "auto" else [audio_cfg.input_format]
+    )
+
+    for rate in rates:
+        for channels in channel_counts:
+            for fmt in formats:
+                if _supported(pa, device, "input", rate, channels, fmt):
+                    return InputFormat(device, rate, channels, fmt, frames_per_buffer=rate * 20 // 1000)
+
+    tried = (
+        f"{'/'.join(str(r) for r in rates)} Hz x {'/'.join(str(c) for c in channel_counts)} ch x "
+        f"{'/'.join(formats)}"
+    )
+    raise AudioDeviceError(
+        f'microphone "{device.name}" accepts none of the formats tried ({tried}); set audio.input_rate, '
+        f"audio.input_channels and audio.input_format to what it supports "
+        f"(see \"arecord -D <device> --dump-hw-params\"), or choose another device"
+    )
+
+
+def probe_rates(pa: Any, device: DeviceInfo, direction: Direction) -> dict[int, bool]:
+    """Which common rates the device opens at, in any channel count up to 2 (or all) and int16/int32."""
+    max_channels = device.channels(direction)
+    counts = [c for c in _unique([min(2, max_channels), 1, max_channels]) if c > 0]
+    return {
+        rate: any(
+            _supported(pa, device, direction, rate, channels, fmt) for channels in counts for fmt in ("int16", "int32")
+        )
+        for rate in COMMON_RATES
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# `appliance devices`
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _device_lines(pa: Any, devices: list[DeviceInfo], direction: Direction, selected: DeviceInfo | None) -> list[str]:
+    lines = []
+    width = max((len(d.name) for d in devices), default=0)
+    for device in devices:
+        rates = probe_rates(pa, device, direction)
+        opens = [str(r) for r, ok in rates.items() if ok]
+        refuses = [str(r) for r, ok in rates.items() if not ok]
+        rate_text = f"opens at {', '.join(opens)}" if opens else "opens at none of the common rates (busy?)"
+        if opens and refuses:
+            rate_text += f" (not {', '.join(refuses)})"
+        marker = "*" if selected is not None and device.index == selected.index else " "
+        lines.append(
+            f" {marker} #{device.index:<3} {device.name:<{width}}  {device.channels(direction):>3} ch  "
+            f"default {device.default_rate} Hz  {rate_text}"
+        )
+    return lines
+
+
+def devices_report(pa: Any, audio_cfg: Any) -> str:
+    """The text of `appliance devices`: every input and output, with the configured ones marked."""
+    devices = list_devices(pa)
+    sections = []
+    for direction, title in (("input", "Inputs (microphones)"), ("output", "Outputs (speakers)")):
+        spec = getattr(audio_cfg, f"{direction}_device")
+        usable = [d for d in devices if d.channels(direction) > 0]
+        problem = ""
+        selected: DeviceInfo | None = None
+        try:
+            selected = find_device(pa, spec, direction=direction)
+        except AudioDeviceError as exc:
+            problem = str(exc)
+        lines = [f"{title}:"]
+        lines += _device_lines(pa, usable, direction, selected) if usable else ["   (none found)"]
+        if selected is not None:
+            lines.append(f'   * = audio.{direction}_device "{spec}" selects #{selected.index} "{selected.name}"')
+            if direction == "input":
+                try:
+                    fmt = choose_input_format(pa, selected, audio_cfg)
+                    lines.append(f"     capture opens at {fmt.describe()}")
+                except AudioDeviceError as exc:
+                    lines.append(f"     cannot capture: {exc}")
+        else:
+            lines.append(f'   audio.{direction}_device "{spec}" matches nothing: {problem}')
+        sections.append("\n".join(lines))
+    return "\n\n".join(sections) + "\n"

@@ -1,0 +1,121 @@
+"""Short, distinct status sounds ("earcons"), synthesised in numpy at whatever rate the speaker runs.
+
+Generating them instead of shipping WAV files means no resampling at start, no files to lose, and exact
+control of level and fades. Each one is shaped to be told apart without looking at the device:
+
+- ``listen_start``: a bright rising two-note chime (A5 -> E6): "go ahead, I'm listening".
+- ``listen_end``: a softer falling chime (G5 -> C5): "got it".
+- ``error``: a low double buzz (a 140 Hz band-limited buzz, twice): clearly "something went wrong".
+- ``no_network``: three slow descending notes (F5 -> D5 -> A#4): a sad "cannot reach the service".
+- ``alarm``: a bright, insistent beep pattern (four short 2.4 kHz beeps, then a pause), meant to be looped.
+
+All peak at -12 dBFS, which leaves room under speech at the same volume, and start and end with 5 ms
+fades so they never click, even when mixed over silence. Partials above 0.45x the rate are left out, so
+an 8 or 16 kHz device gets a clean (if duller) version instead of aliasing.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+__all__ = ["EARCON_NAMES", "FADE_MS", "PEAK_DBFS", "earcon"]
+
+PEAK_DBFS = -12.0
+FADE_MS = 5.0
+_CHIME = ((1.0, 1.0), (2.0, 0.22), (3.0, 0.06))  # (partial ratio, amplitude): a soft bell-like tone
+_BEEP = ((1.0, 1.0), (2.0, 0.35))
+_NYQUIST_FRACTION = 0.45
+
+
+def _tone(freq: float, seconds: float, rate: int, partials: tuple[tuple[float, float], ...],
+          decay_per_s: float, attack_ms: float = 6.0, release_ms: float = 8.0) -> np.ndarray:
+    """One note: additive partials, a raised-cosine attack, an exponential decay and a short release."""
+    n = max(1, int(round(seconds * rate)))
+    t = np.arange(n, dtype=np.float64) / rate
+    wave = np.zeros(n)
+    for ratio, amplitude in partials:
+        f = freq * ratio
+        if f < _NYQUIST_FRACTION * rate:
+            wave += amplitude * np.sin(2.0 * np.pi * f * t)
+    env = np.exp(-decay_per_s * t)
+    attack = max(1, int(rate * attack_ms / 1000.0))
+    release = max(1, int(rate * release_ms / 1000.0))
+    env[:attack] *= 0.5 - 0.5 * np.cos(np.pi * np.arange(attack) / attack)
+    env[-release:] *= 0.5 + 0.5 * np.cos(np.pi * np.arange(1, release + 1) / release)
+    return wave * env
+
+
+def _buzz(freq: float, seconds: float, rate: int) -> np.ndarray:
+    """A band-limited sawtooth-like buzz (harmonics 1/k up to ~2.5 kHz) with a flat envelope."""
+    partials = tuple((float(k), 1.0 / k) for k in range(1, 40) if freq * k <= 2500.0)
+    return _tone(freq, seconds, rate, partials, decay_per_s=1.5, attack_ms=8.0, release_ms=12.0)
+
+
+def _place(parts: list[tuple[float, np.ndarray]], rate: int, total_s: float) -> np.ndarray:
+    """Mix (start time, signal) pairs into one buffer of `total_s` seconds."""
+    out = np.zeros(int(round(total_s * rate)))
+    for start_s, signal in parts:
+        i = int(round(start_s * rate))
+        end = min(out.size, i + signal.size)
+        out[i:end] += signal[: end - i]
+    return out
+
+
+def _listen_start(rate: int) -> np.ndarray:
+    return _place([(0.0, _tone(880.0, 0.11, rate, _CHIME, 14.0)),
+                   (0.085, _tone(1318.5, 0.17, rate, _CHIME, 12.0))], rate, 0.26)
+
+
+def _listen_end(rate: int) -> np.ndarray:
+    return _place([(0.0, _tone(784.0, 0.11, rate, _CHIME, 14.0)),
+                   (0.085, _tone(523.25, 0.17, rate, _CHIME, 12.0))], rate, 0.26)
+
+
+def _error(rate: int) -> np.ndarray:
+    return _place([(0.0, _buzz(140.0, 0.13, rate)), (0.2, _buzz(140.0, 0.13, rate))], rate, 0.34)
+
+
+def _no_network(rate: int) -> np.ndarray:
+    notes = (698.46, 587.33, 466.16)
+    parts = [(i * 0.16, _tone(f, 0.18 if i < 2 else 0.3, rate, ((1.0, 1.0), (2.0, 0.1)), 6.0))
+             for i, f in enumerate(notes)]
+    return _place(parts, rate, 0.62)
+
+
+def _alarm(rate: int) -> np.ndarray:
+    beep = _tone(2400.0, 0.08, rate, _BEEP, 2.0, attack_ms=5.0, release_ms=6.0)
+    return _place([(i * 0.14, beep) for i in range(4)], rate, 0.9)
+
+
+_MAKERS = {
+    "listen_start": _listen_start,
+    "listen_end": _listen_end,
+    "error": _error,
+    "no_network": _no_network,
+    "alarm": _alarm,
+}
+EARCON_NAMES: tuple[str, ...] = tuple(_MAKERS)
+
+
+def earcon(name: str, rate: int) -> np.ndarray:
+    """The earcon `name` as read-only float32 mono samples at `rate` Hz (cached per name and rate)."""
+    if name not in _MAKERS:
+        raise ValueError(f"unknown earcon {name!r}; choose one of: {', '.join(EARCON_NAMES)}")
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or not 4000 <= rate <= 384000:
+        raise ValueError(f"earcon rate must be a sample rate in Hz from 4000 to 384000, got {rate!r}")
+    return _render(name, int(rate))
+
+
+@lru_cache(maxsize=32)
+def _render(name: str, rate: int) -> np.ndarray:
+    signal = _MAKERS[name](rate)
+    fade = max(1, int(round(rate * FADE_MS / 1000.0)))
+    ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(fade) / fade)  # starts at exactly 0
+    signal[:fade] *= ramp
+    signal[-fade:] *= ramp[::-1]
+    signal *= 10.0 ** (PEAK_DBFS / 20.0) / np.max(np.abs(signal))
+    out = signal.astype(np.float32)
+    out.setflags(write=False)
+    return out

@@ -304,6 +304,79 @@ class VadConfig:
 
 
 @dataclass(frozen=True)
+class ButtonConfig:
+    """The push-to-talk button (gpiozero, BCM pin numbers)."""
+
+    enabled: bool = setting(True, "Use a GPIO button; false for a box without one (use `appliance ctl`).")
+    pin: int = setting(17, "BCM pin of the button (17 is the ReSpeaker 2-Mic HAT button).", min=0, max=53)
+    pull_up: bool = setting(True, "The button connects the pin to ground (internal pull-up on).")
+    debounce_ms: int = setting(
+        30, "A change must hold this long to count; filters switch bounce without losing edges.", min=0, max=200
+    )
+    tap_max_ms: int = setting(
+        400, "A press shorter than this is a tap (talk until silence); longer is hold-to-talk.", min=100, max=2000
+    )
+    long_hold_s: float = setting(
+        5.0, "Holding this long while idle starts a new conversation.", min=1.0, max=30.0
+    )
+
+
+_LED_STATES = ("connecting", "idle", "listening", "thinking", "speaking", "offline", "error", "alarm")
+
+
+def _check_led_pin(item: str) -> str | None:
+    state, sep, pin = item.partition(":")
+    if not sep or state not in _LED_STATES or not pin.isdigit():
+        return f'must be STATE:PIN with STATE one of {", ".join(_LED_STATES)}, like "listening:5"'
+    return None
+
+
+@dataclass(frozen=True)
+class LedsConfig:
+    """Status LEDs (gpiozero): what is wired, and how bright."""
+
+    kind: str = setting(
+        "none",
+        "none; pwm (one LED on `pin`); rgb (an RGB LED on `rgb_pins`); per_state (one LED per state, `state_pins`).",
+        choices=("none", "pwm", "rgb", "per_state"),
+    )
+    pin: int = setting(12, "BCM pin of the single LED (kind = pwm).", min=0, max=53)
+    rgb_pins: tuple[int, ...] = setting((5, 6, 13), "BCM pins of the red, green and blue legs (kind = rgb).")
+    state_pins: tuple[str, ...] = setting(
+        (), 'One LED per state as "state:pin" (kind = per_state), e.g. "listening:5", "error:6".',
+        check=_check_led_pin,
+    )
+    active_high: bool = setting(True, "The LED lights when the pin is high (false for common-anode wiring).")
+    max_brightness: float = setting(1.0, "Cap for every pattern, 0-1 (e.g. 0.3 for a bedroom).", min=0.0, max=1.0)
+    idle_brightness: float = setting(0.0, "Brightness while idle, 0 = off.", min=0.0, max=1.0)
+
+    def cross_checks(self) -> Iterator[tuple[str, str]]:
+        if self.kind == "rgb" and len(self.rgb_pins) != 3:
+            yield ("rgb_pins", "must list exactly three pins: red, green, blue")
+        if self.kind == "per_state" and not self.state_pins:
+            yield ("state_pins", 'must list at least one "state:pin" when leds.kind = per_state')
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """The local control socket used by `appliance ctl`."""
+
+    socket: str = setting(
+        "",
+        "Unix socket path; empty means $RUNTIME_DIRECTORY/control.sock (systemd), "
+        "else $XDG_RUNTIME_DIR/appliance/control.sock.",
+        secret=False,
+    )
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """What the appliance may write to its logs."""
+
+    log_transcripts: bool = setting(False, "Log what was said and answered (off: only lengths and timings).")
+
+
+@dataclass(frozen=True)
 class StateConfig:
     """Where the appliance keeps what must survive a restart (volume, timers)."""
 
@@ -321,6 +394,10 @@ class Config:
     live: LiveConfig = field(default_factory=LiveConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     vad: VadConfig = field(default_factory=VadConfig)
+    button: ButtonConfig = field(default_factory=ButtonConfig)
+    leds: LedsConfig = field(default_factory=LedsConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     state: StateConfig = field(default_factory=StateConfig)
     log: LogConfig = field(default_factory=LogConfig)
     source: str = "defaults"
@@ -881,3 +958,14 @@ def state_dir(cfg: Config, env: Mapping[str, str] = os.environ) -> Path:
         return Path(systemd_dir)
     base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "appliance"
+
+
+def control_socket_path(cfg: Config, env: Mapping[str, str] = os.environ) -> Path:
+    """`[control] socket`, else systemd's $RUNTIME_DIRECTORY, else $XDG_RUNTIME_DIR/appliance."""
+    if cfg.control.socket:
+        return Path(cfg.control.socket).expanduser()
+    runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    if runtime:
+        return Path(runtime) / "control.sock"
+    base = env.get("XDG_RUNTIME_DIR") or f"/tmp/appliance-{os.getuid()}"
+    return Path(base) / "appliance" / "control.sock"

@@ -42,6 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--text", help="ask in text instead of audio")
     ask.add_argument("--out", type=Path, metavar="reply.wav", help="write the spoken reply here (24 kHz)")
 
+    run = sub.add_parser("run", help="run the appliance (the daemon systemd starts)")
+    run.add_argument("--keyboard", action="store_true",
+                     help="use this terminal instead of a GPIO button: space taps, Enter starts and ends a hold, "
+                          "n starts a new conversation, q quits")
+
+    ctl = sub.add_parser("ctl", help="talk to the running appliance: status, press, release, tap, stop, "
+                                     "volume N, new-conversation")
+    from .control import add_arguments as add_ctl_arguments
+
+    add_ctl_arguments(ctl)
+
     sub.add_parser("devices", help="list microphones and speakers, the rates they open at, and which are configured")
     sub.add_parser("audio-test", help="check the microphone and speaker: noise floor, clipping, "
                                       "whether the microphone hears the speaker")
@@ -85,6 +96,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             except AskError as exc:
                 print(f"appliance ask: {exc}", file=sys.stderr)
                 return exc.exit_code
+        if args.command == "run":
+            from .daemon import run_command
+
+            return asyncio.run(run_command(cfg, keyboard=args.keyboard))
+        if args.command == "ctl":
+            from .config import control_socket_path
+            from .control import ctl_main
+
+            return ctl_main(args, control_socket_path(cfg))
         if args.command == "devices":
             return devices_command(cfg)
         if args.command == "audio-test":

@@ -78,6 +78,10 @@ def _as_text(value: str | Secret) -> str:
     return value.reveal() if isinstance(value, Secret) else value
 
 
+#: the shortest value worth redacting (Google API keys are 39 characters)
+MIN_REDACTED = 8
+
+
 class RedactingFilter(logging.Filter):
     """Replace every known secret in a log record with ``[redacted]``.
 
@@ -97,9 +101,13 @@ class RedactingFilter(logging.Filter):
             self.add(value)
 
     def add(self, value: str | Secret) -> None:
-        """Start redacting `value` too.  Empty values are ignored."""
+        """Start redacting `value` too.
+
+        Values shorter than `MIN_REDACTED` are ignored: no real key or token is that
+        short, and replacing every "k" of a test key would garble every log line.
+        """
         text = _as_text(value)
-        if not text:
+        if len(text) < MIN_REDACTED:
             return
         with self._lock:
             if text in self._secrets:
@@ -133,7 +141,7 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def install_redaction(secret: Secret | str) -> RedactingFilter:
+def install_redaction(secret: Secret | str, *, only_existing: bool = False) -> RedactingFilter:
     """Redact `secret` on every handler the root logger has *now*.
 
     Call it after logging is configured: handlers added later are not covered
@@ -147,6 +155,6 @@ def install_redaction(secret: Secret | str) -> RedactingFilter:
         if existing:
             for redacting in existing:
                 redacting.add(secret)
-        else:
+        elif not only_existing:  # only_existing: leave handlers we did not set up alone
             handler.addFilter(shared)
     return shared

@@ -138,15 +138,37 @@ class Uplink:
         for frame in self._ring.snapshot():
             self._feed(turn, frame, preroll=True)
 
-    def release(self) -> None:
-        """The button was let go (hold-to-talk); the post-roll decides the end."""
+    def release(self, *, tap: bool = False) -> None:
+        """The button was let go.
+
+        After a hold, the post-roll decides the end; after a short tap the turn goes on
+        until the user stops talking.
+        """
         turn = self._turn
         if turn is None or turn.ended:
             return
         turn.report.released_at = self._clock()
+        if tap:
+            turn.endpointer.become_tap()
+            turn.report.mode = Mode.TAP
+            return
         reason = turn.endpointer.release()
         if reason is not None:  # already quiet long enough: end now
             self._finish(turn, reason)
+
+    def cancel(self) -> bool:
+        """Drop the turn if nothing has been sent yet (a long hold that was a gesture, not speech)."""
+        turn = self._turn
+        if turn is None or turn.ended or turn.flowing:
+            return False
+        turn.ended = True
+        turn.held.clear()
+        self._turn = None
+        return True
+
+    @property
+    def heard_speech(self) -> bool:
+        return self._turn is not None and self._turn.endpointer.heard_speech
 
     def stop(self) -> None:
         """End the turn now (another press in tap-to-talk)."""

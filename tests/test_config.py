@@ -479,6 +479,7 @@ def test_install_redaction_covers_existing_root_handlers() -> None:
     root.addHandler(handler)
     old_level = root.level
     root.setLevel(logging.INFO)
+    before = {h: list(h.filters) for h in root.handlers}  # pytest's own handlers are there too
     try:
         install_redaction(Secret(FAKE_KEY))
         install_redaction(Secret("second-secret"))  # joins the existing filter
@@ -487,6 +488,8 @@ def test_install_redaction_covers_existing_root_handlers() -> None:
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
+        for other, filters in before.items():
+            other.filters[:] = filters
     assert stream.getvalue() == "key=[redacted] other=[redacted]\n"
 
 

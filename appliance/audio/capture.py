@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from appliance.audio.devices import (
+    PA_CONTINUE,
+    PA_INPUT_OVERFLOW,
     AudioDeviceError,
     InputFormat,
     choose_input_format,
@@ -139,14 +141,12 @@ class Capture:
     def _start(self) -> InputFormat:
         if self._stream is not None and self._format is not None:
             return self._format
-        import pyaudio
-
         if self._pa is None:
             self._pa = open_pyaudio()
         device = find_device(self._pa, self._cfg.input_device, direction="input")
         fmt = choose_input_format(self._pa, device, self._cfg)
-        self._overflow_flag = pyaudio.paInputOverflow
-        self._continue = pyaudio.paContinue
+        self._overflow_flag = PA_INPUT_OVERFLOW
+        self._continue = PA_CONTINUE
         self._converter = FrameConverter(fmt, int(self._cfg.input_channel))
         self.last_callback_at = time.monotonic()
         try:

@@ -202,11 +202,18 @@ FALLBACK_RATES: tuple[int, ...] = (48000, 44100, 16000)
 _FORMAT_BYTES: dict[str, int] = {"int16": 2, "int32": 4}
 
 
-def pa_sample_format(sample_format: SampleFormat) -> int:
-    """The PyAudio constant for one of our sample format names."""
-    import pyaudio
+# PortAudio's constants (portaudio.h): fixed by its ABI and equal to pyaudio's. Kept here so that format selection
+# and the stream callbacks need no pyaudio module (`appliance demo` runs on the virtual card without PortAudio).
+PA_INT16 = 0x08
+PA_INT32 = 0x02
+PA_CONTINUE = 0
+PA_INPUT_OVERFLOW = 0x02
+PA_OUTPUT_UNDERFLOW = 0x04
 
-    return {"int16": pyaudio.paInt16, "int32": pyaudio.paInt32}[sample_format]
+
+def pa_sample_format(sample_format: SampleFormat) -> int:
+    """The PortAudio constant for one of our sample format names."""
+    return {"int16": PA_INT16, "int32": PA_INT32}[sample_format]
 
 
 @dataclass(frozen=True)

@@ -384,6 +384,15 @@ class Endpointer:
                 self._end(reason)
         return self._end_reason
 
+    def become_tap(self) -> None:
+        """A press that turned out to be a short tap: from now on the turn ends on silence.
+
+        The button cannot tell a tap from a hold until it is released, so a turn starts
+        as hold-to-talk (never ending while held) and converts here.
+        """
+        if self._end_reason is None and self.mode == "hold" and self._released_at is None:
+            self.mode = "tap"
+
     def stop(self) -> EndReason:
         """End the turn now (another press); a turn that already ended keeps its reason."""
         if self._end_reason is None:

@@ -24,7 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from appliance.audio.devices import AudioDeviceError, DeviceInfo, find_device, open_pyaudio, pa_sample_format
+from appliance.audio.devices import (
+    PA_CONTINUE,
+    PA_OUTPUT_UNDERFLOW,
+    AudioDeviceError,
+    DeviceInfo,
+    find_device,
+    open_pyaudio,
+    pa_sample_format,
+)
 from appliance.audio.earcons import earcon
 from appliance.audio.jitter import JitterBuffer, JitterEvents
 from appliance.audio.resample import StreamResampler
@@ -173,14 +181,12 @@ class Player:
         """Find the configured speaker, open it at a format it accepts and start playing (silence)."""
         if self._stream is not None and self._format is not None:
             return self._format
-        import pyaudio
-
         if self._pa is None:
             self._pa = open_pyaudio()
         device = find_device(self._pa, self._cfg.output_device, direction="output")
         fmt = choose_output_format(self._pa, device, int(self._cfg.output_rate))
-        self._continue = pyaudio.paContinue
-        self._underflow_flag = pyaudio.paOutputUnderflow
+        self._continue = PA_CONTINUE
+        self._underflow_flag = PA_OUTPUT_UNDERFLOW
         self._jitter = JitterBuffer(fmt.rate, start_ms=float(self._cfg.playback_start_ms))
         self._resampler = StreamResampler(REPLY_RATE, fmt.rate)
         self._speech_gain = GainRamp(fmt.rate, self._level)

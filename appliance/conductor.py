@@ -1,0 +1,506 @@
+"""The appliance's one state machine.
+
+Everything that happens to the box arrives here, on the event loop: button
+gestures (from GPIO, the keyboard or `appliance ctl`), the session's events, the
+uplink's turn reports and the speaker's playback events.  The conductor decides
+what the user hears and sees, and logs every state change once, with its reason.
+
+States: connecting, idle, listening, thinking, speaking, offline, error, alarm.
+Nothing may stay stuck: a submitted turn that gets no reply within
+`live.reply_timeout_s` returns to idle with the error earcon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any, Awaitable, Callable, Protocol
+
+from .button import Gesture
+from .config import Config
+from .live import protocol as p
+from .live.session import LinkChanged, LinkState, LiveSession, TurnDropped
+from .uplink import Mode, TurnReport, Uplink
+
+log = logging.getLogger(__name__)
+
+#: turns kept for `appliance ctl status`
+RECENT_TURNS = 10
+
+
+class State(str, enum.Enum):
+    CONNECTING = "connecting"
+    IDLE = "idle"
+    LISTENING = "listening"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+    OFFLINE = "offline"
+    ERROR = "error"
+    ALARM = "alarm"
+
+
+class Speaker(Protocol):
+    """What the conductor needs of the speaker (appliance.audio.playback.Player)."""
+
+    events: Any
+    underruns: int
+    volume: int
+
+    def feed(self, pcm24k: bytes) -> None: ...
+    def end_of_reply(self) -> None: ...
+    def flush(self) -> None: ...
+    def new_reply(self) -> None: ...
+    def play_earcon(self, name: str) -> bool: ...
+    def set_volume(self, level: int) -> None: ...
+
+
+class Lights(Protocol):
+    def show(self, state: str) -> None: ...
+
+
+@dataclass
+class TurnMetrics:
+    """One line per turn in the log, and the recent ones in `ctl status` (milliseconds)."""
+
+    at: float  # wall clock, for people
+    mode: str
+    end_reason: str | None
+    submitted: bool
+    barge_in: bool
+    press_to_start_ms: float | None = None
+    release_to_end_ms: float | None = None
+    end_to_first_audio_ms: float | None = None
+    first_audio_to_device_ms: float | None = None
+    barge_in_to_silent_ms: float | None = None
+    reply_ms: float | None = None
+    underruns: int = 0
+    outcome: str = ""
+
+    def line(self) -> str:
+        parts = [f"turn {self.mode}", self.outcome or "?"]
+        for name in ("press_to_start_ms", "release_to_end_ms", "end_to_first_audio_ms",
+                     "first_audio_to_device_ms", "barge_in_to_silent_ms"):
+            value = getattr(self, name)
+            if value is not None:
+                parts.append(f"{name.removesuffix('_ms')}={value:.0f}ms")
+        parts.append(f"underruns={self.underruns}")
+        return " ".join(parts)
+
+
+@dataclass
+class _Reply:
+    """Bookkeeping for the reply to one submitted turn."""
+
+    metrics: TurnMetrics
+    end_sent_at: float | None
+    first_audio_at: float | None = None
+    interrupted: bool = False
+    complete: bool = False
+    underruns_at_start: int = 0
+
+
+ToolHandler = Callable[[p.ToolCall], Awaitable[list[p.FunctionResponse]]]
+
+
+@dataclass
+class Conductor:
+    cfg: Config
+    session: LiveSession
+    uplink: Uplink
+    speaker: Speaker
+    lights: Lights
+    clock: Callable[[], float] = time.monotonic
+    #: answers the model's function calls (the kitchen tools); None answers "not available"
+    tool_handler: ToolHandler | None = None
+    #: called when a press should stop a ringing alarm; returns True if it did
+    stop_alarm: Callable[[], bool] | None = None
+    #: every state change, for the demo's timeline and tests: (state, reason)
+    on_state: Callable[[State, str], None] | None = None
+    #: transcript fragments as they come: ("user" | "reply", text); never logged unless allowed
+    on_transcript: Callable[[str, str], None] | None = None
+
+    state: State = State.CONNECTING
+    last_error: str = ""
+    turns: deque[TurnMetrics] = field(default_factory=lambda: deque(maxlen=RECENT_TURNS))
+
+    def __post_init__(self) -> None:
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reply: _Reply | None = None
+        self._reply_timer: asyncio.TimerHandle | None = None
+        self._press_at: float | None = None
+        self._pressed = False
+        self._barge_press_at: float | None = None
+        self._dropping_audio = False
+        #: turnCompletes still owed for replies cut by a barge-in; audio before them is stale
+        self._stale_turns = 0
+        self._changed = asyncio.Condition()
+        #: (sequence number, state, reason) of recent transitions, for the demo and tests
+        self.history: deque[tuple[int, State, str]] = deque(maxlen=200)
+        self._seq = 0
+        self.uplink.on_turn_end = self._on_turn_end
+        self.uplink.on_sending = self._on_sending
+        events = self.speaker.events
+        events.on_first_audio = self._on_first_audio
+        events.on_drained = self._on_drained
+        events.on_silent_after_flush = self._on_silent_after_flush
+        self.lights.show(self.state.value)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.session.start()
+        self._tasks = [
+            loop.create_task(self._consume_session(), name="conductor-session"),
+            loop.create_task(self.uplink.run(), name="uplink"),
+        ]
+
+    async def close(self) -> None:
+        """Abort the turn and stop; the caller closes the session and devices."""
+        if self._reply_timer is not None:
+            self._reply_timer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks = []
+
+    # ------------------------------------------------------------------ state
+
+    def _set(self, state: State, reason: str) -> None:
+        if state is self.state:
+            return
+        log.info("state %s -> %s: %s", self.state.value, state.value, reason)
+        self.state = state
+        self._seq += 1
+        self.history.append((self._seq, state, reason))
+        self.lights.show("listening" if self._listening_light() else state.value)
+        if self.on_state is not None:
+            self.on_state(state, reason)
+        asyncio.get_running_loop().create_task(self._notify_changed())
+
+    async def _notify_changed(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def seq(self) -> int:
+        """The number of the latest transition; pass it to `wait_state(since=...)`."""
+        return self._seq
+
+    async def wait_state(self, wanted: State, timeout: float, *, since: int | None = None) -> int:
+        """Until `wanted` is entered after transition `since` (default: now, or already in it).
+
+        Returns that transition's number.  For the demo and tests; TimeoutError otherwise.
+        """
+
+        start = self._seq if since is None else since
+
+        def entered() -> int | None:
+            if since is None and self.state is wanted:
+                return self._seq
+            for seq, state, _ in self.history:
+                if seq > start and state is wanted:
+                    return seq
+            return None
+
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(lambda: entered() is not None)
+        found = entered()
+        assert found is not None
+        return found
+
+    def _listening_light(self) -> bool:
+        return self.state is State.LISTENING or self.uplink.sending
+
+    def _link_state(self) -> State:
+        link = self.session.state
+        if link is LinkState.READY:
+            return State.IDLE
+        if link is LinkState.ERROR:
+            return State.ERROR
+        if link is LinkState.OFFLINE:
+            return State.OFFLINE
+        return State.CONNECTING
+
+    def _settle(self, reason: str) -> None:
+        """Back to rest: idle when the link is up, else whatever the link says."""
+        self._set(self._link_state(), reason)
+
+    # ------------------------------------------------------------------ gestures
+
+    def gesture(self, gesture: Gesture) -> None:
+        """A button gesture, from GPIO, the keyboard or `appliance ctl` alike."""
+        if gesture is Gesture.PRESS:
+            self._press()
+        elif gesture in (Gesture.RELEASE_TAP, Gesture.RELEASE_HOLD):
+            self._release(tap=gesture is Gesture.RELEASE_TAP)
+        elif gesture is Gesture.LONG_HOLD:
+            self._long_hold()
+
+    def _press(self) -> None:
+        now = self.clock()
+        self._pressed = True
+        if self.state is State.ALARM:
+            if self.stop_alarm is not None and self.stop_alarm():
+                self._pressed = False  # this press was spent on the alarm
+                self._settle("alarm stopped by a press")
+                return
+        if self.uplink.listening:
+            # a press during a tap turn ends it
+            self.uplink.stop()
+            self._pressed = False
+            return
+        barge_in = self._reply is not None or self.state in (State.THINKING, State.SPEAKING)
+        if barge_in:
+            self._barge_press_at = now
+            self.speaker.flush()
+            if self._reply is not None and not self._reply.complete:
+                self._stale_turns += 1  # the server will close the cut reply with a turnComplete
+            self._finish_reply("interrupted by a press")
+        self._press_at = now
+        self.uplink.press(Mode.HOLD, barge_in=barge_in)
+        if self.session.state is not LinkState.READY:
+            # the utterance is kept and sent when the link is back (within a while)
+            self.speaker.play_earcon("no_network")
+        else:
+            self.speaker.play_earcon("listen_start")
+        self._set(State.LISTENING, "barge-in press" if barge_in else "button pressed")
+
+    def _release(self, *, tap: bool) -> None:
+        if not self._pressed:
+            return
+        self._pressed = False
+        self.uplink.release(tap=tap)
+
+    def _long_hold(self) -> None:
+        if not self.uplink.listening or self.uplink.heard_speech:
+            return  # a long utterance, not a gesture
+        self.uplink.cancel()
+        self._pressed = False
+        self.new_conversation("long hold")
+
+    def new_conversation(self, reason: str) -> None:
+        self.speaker.flush()
+        self._finish_reply("new conversation")
+        self.session.new_conversation()
+        self.speaker.play_earcon("listen_end")
+        self._set(State.CONNECTING, f"new conversation ({reason})")
+
+    def stop(self) -> None:
+        """Stop whatever is playing or ringing (`appliance ctl stop`)."""
+        if self.state is State.ALARM and self.stop_alarm is not None:
+            self.stop_alarm()
+        if self._reply is not None or self.state is State.SPEAKING:
+            self.speaker.flush()
+            self._dropping_audio = True
+            self._finish_reply("stopped")
+        if self.uplink.listening:
+            self.uplink.stop()
+        self._settle("stopped")
+
+    # ------------------------------------------------------------------ uplink callbacks
+
+    def _on_sending(self, sending: bool) -> None:
+        self.lights.show("listening" if sending or self.state is State.LISTENING else self.state.value)
+
+    def _on_turn_end(self, report: TurnReport) -> None:
+        metrics = TurnMetrics(
+            at=time.time(),
+            mode=report.mode.value,
+            end_reason=report.reason.value if report.reason else None,
+            submitted=report.submitted,
+            barge_in=report.barge_in,
+            press_to_start_ms=report.press_to_start_ms,
+            release_to_end_ms=report.release_to_end_ms,
+        )
+        if not report.submitted:
+            metrics.outcome = "no speech"
+            self._record(metrics)
+            self.speaker.play_earcon("listen_end")
+            self._settle(f"turn ended without speech ({metrics.end_reason})")
+            return
+        self.speaker.play_earcon("listen_end")
+        self._reply = _Reply(metrics, report.end_sent_at, underruns_at_start=self.speaker.underruns)
+        self._dropping_audio = False
+        self.speaker.new_reply()
+        self._arm_reply_timer()
+        self._set(State.THINKING, "turn sent, waiting for the reply")
+
+    # ------------------------------------------------------------------ session events
+
+    async def _consume_session(self) -> None:
+        while True:
+            event = await self.session.next_event()
+            try:
+                await self._on_session_event(event)
+            except Exception:  # one bad event must not stop the appliance
+                log.exception("failed to handle %r", event)
+
+    async def _on_session_event(self, event: object) -> None:
+        if isinstance(event, LinkChanged):
+            self._on_link(event)
+        elif isinstance(event, p.AudioChunk):
+            self._on_audio(event)
+        elif isinstance(event, p.Interrupted):
+            self.speaker.flush()
+            self._dropping_audio = True
+        elif isinstance(event, p.TurnComplete):
+            self._on_turn_complete(event)
+        elif isinstance(event, p.ToolCall):
+            await self._answer_tools(event)
+        elif isinstance(event, TurnDropped):
+            self.speaker.play_earcon("error")
+            self.last_error = event.reason
+            self._settle(event.reason)
+        elif isinstance(event, (p.InputTranscript, p.OutputTranscript)):
+            who = "user" if isinstance(event, p.InputTranscript) else "reply"
+            if self.on_transcript is not None:
+                self.on_transcript(who, event.text)
+            if self.cfg.privacy.log_transcripts:
+                log.info("%s: %s", who, event.text)
+
+    def _on_link(self, event: LinkChanged) -> None:
+        if event.state is LinkState.ERROR:
+            self.last_error = event.reason
+        busy = self.state in (State.LISTENING, State.THINKING, State.SPEAKING, State.ALARM)
+        if event.state is LinkState.READY:
+            if not busy:
+                self._set(State.IDLE, event.reason)
+            return
+        if event.state in (LinkState.OFFLINE, LinkState.ERROR) and self.state is State.THINKING:
+            # the reply will not come on this connection; the session replays the turn if it can
+            return
+        if not busy:
+            self._set(self._link_state(), event.reason)
+
+    def _on_audio(self, event: p.AudioChunk) -> None:
+        reply = self._reply
+        if reply is None or self._dropping_audio or self._stale_turns or reply.complete:
+            return  # late audio of an interrupted or abandoned turn
+        if reply.first_audio_at is None:
+            reply.first_audio_at = self.clock()
+            if reply.end_sent_at is not None:
+                reply.metrics.end_to_first_audio_ms = (reply.first_audio_at - reply.end_sent_at) * 1000
+            self._disarm_reply_timer()
+        self.speaker.feed(event.pcm)
+
+    def _on_turn_complete(self, event: p.TurnComplete) -> None:
+        if self._stale_turns:
+            self._stale_turns -= 1  # the end of a reply the user cut off
+            return
+        self._dropping_audio = False
+        reply = self._reply
+        if reply is None or event.interaction_status == "IN_PROGRESS":
+            return
+        if reply.first_audio_at is None:
+            # finished without a word (e.g. only a tool call, or an empty answer)
+            self._disarm_reply_timer()
+            reply.metrics.outcome = "no reply audio"
+            self._finish_reply("the model answered without audio")
+            self._settle("reply complete (no audio)")
+            return
+        reply.complete = True
+        self.speaker.end_of_reply()
+
+    async def _answer_tools(self, event: p.ToolCall) -> None:
+        if self.tool_handler is not None:
+            responses = await self.tool_handler(event)
+        else:
+            responses = [
+                p.FunctionResponse(c.id, c.name, {"error": f"{c.name} is not available on this device"})
+                for c in event.calls
+                if c.id
+            ]
+        if responses:
+            await self.session.send_tool_response(responses)
+
+    # ------------------------------------------------------------------ speaker events
+
+    def _on_first_audio(self, at: float) -> None:
+        reply = self._reply
+        if reply is None:
+            return
+        if reply.first_audio_at is not None:
+            reply.metrics.first_audio_to_device_ms = max(0.0, (at - reply.first_audio_at) * 1000)
+        self._set(State.SPEAKING, "reply playing")
+
+    def _on_drained(self, at: float) -> None:
+        reply = self._reply
+        if reply is None or not reply.complete:
+            return
+        reply.metrics.outcome = "answered"
+        self._finish_reply("reply played")
+        self._settle("reply played")
+
+    def _on_silent_after_flush(self, at: float) -> None:
+        if self._barge_press_at is not None:
+            silent_ms = max(0.0, (at - self._barge_press_at) * 1000)
+            self._barge_press_at = None
+            log.info("barge-in: speaker silent %.0f ms after the press", silent_ms)
+            if self.turns:
+                self.turns[-1].barge_in_to_silent_ms = silent_ms
+
+    # ------------------------------------------------------------------ reply bookkeeping
+
+    def _finish_reply(self, reason: str) -> None:
+        reply, self._reply = self._reply, None
+        self._disarm_reply_timer()
+        if reply is None:
+            return
+        if reply.first_audio_at is not None:
+            reply.metrics.reply_ms = (self.clock() - reply.first_audio_at) * 1000
+        reply.metrics.underruns = self.speaker.underruns - reply.underruns_at_start
+        if not reply.metrics.outcome:
+            reply.metrics.outcome = reason
+        self._record(reply.metrics)
+
+    def _record(self, metrics: TurnMetrics) -> None:
+        self.turns.append(metrics)
+        log.info("%s", metrics.line())
+
+    def _arm_reply_timer(self) -> None:
+        self._disarm_reply_timer()
+        loop = asyncio.get_running_loop()
+        self._reply_timer = loop.call_later(self.cfg.live.reply_timeout_s, self._reply_timed_out)
+
+    def _disarm_reply_timer(self) -> None:
+        if self._reply_timer is not None:
+            self._reply_timer.cancel()
+            self._reply_timer = None
+
+    def _reply_timed_out(self) -> None:
+        self._reply_timer = None
+        if self._reply is None:
+            return
+        self._reply.metrics.outcome = "no reply in time"
+        self.last_error = f"no reply within {self.cfg.live.reply_timeout_s:g} s"
+        self._finish_reply(self.last_error)
+        self._dropping_audio = True  # a reply arriving now would surprise the user
+        self.speaker.play_earcon("error")
+        self._settle(self.last_error)
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        now = self.clock()
+        session = self.session
+        return {
+            "state": self.state.value,
+            "connection": session.state.value,
+            "session_age_s": None if session.conversation_started_at is None
+            else round(now - session.conversation_started_at, 1),
+            "connection_age_s": None if session.connected_at is None else round(now - session.connected_at, 1),
+            "volume": self.speaker.volume,
+            "last_error": self.last_error or session.last_error or None,
+            "reconnects": max(0, session.stats.connections - 1),
+            "turns": [asdict(t) for t in self.turns],
+        }

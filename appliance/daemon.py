@@ -1,0 +1,218 @@
+"""`appliance run`: the daemon that lives on the kitchen counter.
+
+It opens the microphone and speaker once and keeps them open, connects the Live
+session (kept warm while idle), wires the button (or the keyboard), the LEDs and
+the control socket to the conductor, and talks to systemd: READY once audio and
+GPIO are up (the session may still be connecting), STATUS with the state, the
+watchdog only while the event loop and both audio callbacks are alive, STOPPING
+on the way out.  SIGTERM ends it within two seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from contextlib import AsyncExitStack
+from typing import Any, Callable
+
+from . import sdnotify
+from .ask import session_from_config
+from .button import ButtonError, Gesture
+from .conductor import Conductor, State
+from .config import Config, ConfigError, control_socket_path, endpoint_url, load_api_key, state_dir
+from .control import ControlError, ControlServer
+from .leds import LedsError, build_leds
+from .live.session import InsecureEndpointError, check_endpoint
+from .netutil import is_loopback_host
+from .secret import Secret, install_redaction
+from .uplink import Uplink
+
+log = logging.getLogger(__name__)
+
+#: both audio callbacks must have run this recently for the watchdog to be fed
+AUDIO_ALIVE_S = 2.0
+#: SIGTERM to exit; systemd's default stop timeout is far longer, the promise is 2 s
+SHUTDOWN_BUDGET_S = 1.5
+
+
+class DaemonError(Exception):
+    """The daemon cannot start; the text is one line for the owner."""
+
+
+def _api_key(cfg: Config) -> Secret | None:
+    try:
+        key = load_api_key(cfg)
+    except ConfigError as exc:
+        raise DaemonError(str(exc)) from None
+    from urllib.parse import urlsplit
+
+    host = urlsplit(endpoint_url(cfg.live)).hostname or ""
+    if key is None and not is_loopback_host(host):
+        raise DaemonError(
+            "no API key: set GEMINI_API_KEY, live.api_key_file, or the systemd credential gemini-api-key"
+        )
+    return key
+
+
+class Daemon:
+    """Everything `appliance run` owns; `run()` returns the exit code."""
+
+    def __init__(self, cfg: Config, *, keyboard: bool = False, pin_factory: Any = None,
+                 printer: Callable[[str], None] = print) -> None:
+        self.cfg = cfg
+        self.keyboard = keyboard
+        self.pin_factory = pin_factory
+        self.printer = printer
+        self.conductor: Conductor | None = None
+        self.player: Any = None
+        self.capture: Any = None
+        self.control_path = control_socket_path(cfg)
+        self._stop = asyncio.Event()
+        self._virtual_button: Any = None
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> int:
+        try:
+            check_endpoint(endpoint_url(self.cfg.live))
+        except InsecureEndpointError as exc:
+            raise DaemonError(str(exc)) from None
+        key = _api_key(self.cfg)
+        if key is not None:
+            install_redaction(key, only_existing=True)  # the handler setup_logging made
+
+        from .audio.capture import Capture
+        from .audio.devices import AudioDeviceError, open_pyaudio
+        from .audio.playback import Player
+
+        loop = asyncio.get_running_loop()
+        async with AsyncExitStack() as stack:
+            pa = open_pyaudio()
+            stack.callback(pa.terminate)
+            try:
+                self.player = Player(self.cfg.audio, loop, state_dir=state_dir(self.cfg), pa=pa)
+                self.player.start()
+                stack.callback(self.player.close)
+            except AudioDeviceError as exc:
+                raise DaemonError(f"speaker: {exc}") from None
+            session = session_from_config(self.cfg, key)
+            stack.push_async_callback(session.close)
+            uplink = Uplink(session, self.cfg.audio, self.cfg.vad)
+            try:
+                leds = build_leds(self.cfg.leds, pin_factory=self.pin_factory)
+            except LedsError as exc:
+                raise DaemonError(str(exc)) from None
+            stack.callback(leds.close)
+            conductor = Conductor(self.cfg, session, uplink, self.player, leds)
+            conductor.on_state = self._on_state
+            self.conductor = conductor
+            try:
+                self.capture = Capture(self.cfg.audio, uplink.on_frame, loop, pa=pa)
+                self.capture.start()
+                stack.callback(self.capture.close)
+            except AudioDeviceError as exc:
+                raise DaemonError(f"microphone: {exc}") from None
+            stack.push_async_callback(conductor.close)
+
+            self._start_button(stack, loop, conductor)
+            control = ControlServer(self.control_path, self._control)
+            try:
+                await control.start()
+            except ControlError as exc:
+                raise DaemonError(str(exc)) from None
+            stack.push_async_callback(control.close)
+
+            conductor.start()
+            watch = loop.create_task(self.capture.watch(), name="capture-watch")
+            stack.callback(watch.cancel)
+            sdnotify.ready(conductor.state.value)
+            log.info("appliance running; control socket %s", self.control_path)
+            interval = sdnotify.watchdog_interval()
+            if interval:
+                dog = sdnotify.Watchdog(interval, [
+                    sdnotify.Check("microphone callback seen within 2 s", self._capture_alive),
+                    sdnotify.Check("speaker callback seen within 2 s", self._player_alive),
+                ])
+                task = loop.create_task(dog.run(), name="watchdog")
+                stack.callback(task.cancel)
+
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
+                stack.callback(loop.remove_signal_handler, sig)
+            await self._stop.wait()
+            log.info("stopping")
+            sdnotify.stopping()
+        return 0
+
+    # ------------------------------------------------------------------ wiring
+
+    def _start_button(self, stack: AsyncExitStack, loop: asyncio.AbstractEventLoop, conductor: Conductor) -> None:
+        from .button import VirtualButton
+
+        # `appliance ctl press/release/tap` go through the same gesture logic as the pin
+        self._virtual_button = VirtualButton(self.cfg.button, loop, conductor.gesture)
+        stack.callback(self._virtual_button.close)
+        if self.keyboard:
+            from .keyboard import KeyboardButton
+
+            try:
+                kb = KeyboardButton(loop, conductor.gesture, printer=self.printer)
+            except ButtonError as exc:
+                raise DaemonError(str(exc)) from None
+            kb.on_quit = self.request_stop
+            stack.callback(kb.close)
+        elif self.cfg.button.enabled:
+            from .button import GpioButton
+
+            try:
+                button = GpioButton(self.cfg.button, loop, conductor.gesture, pin_factory=self.pin_factory)
+            except ButtonError as exc:
+                raise DaemonError(str(exc)) from None
+            stack.callback(button.close)
+
+    def _on_state(self, state: State, reason: str) -> None:
+        sdnotify.status(f"{state.value}: {reason}")
+
+    def _capture_alive(self) -> bool:
+        return self.capture is not None and self.capture.seconds_since_callback() < AUDIO_ALIVE_S
+
+    def _player_alive(self) -> bool:
+        return self.player is not None and self.player.seconds_since_callback() < AUDIO_ALIVE_S
+
+    async def _control(self, cmd: str, args: dict) -> dict:
+        conductor = self.conductor
+        assert conductor is not None
+        if cmd == "status":
+            return {"ok": True, **conductor.status()}
+        if cmd == "press":
+            self._virtual_button.set_pressed(True)
+        elif cmd == "release":
+            self._virtual_button.set_pressed(False)
+        elif cmd == "tap":
+            self._virtual_button.tap()
+        elif cmd == "stop":
+            conductor.stop()
+        elif cmd == "new-conversation":
+            conductor.new_conversation("appliance ctl")
+        elif cmd == "volume":
+            level = args["value"] if "value" in args else self.player.volume + args["delta"]
+            level = max(0, min(100, int(level)))
+            self.player.set_volume(level)
+            return {"ok": True, "volume": level}
+        return {"ok": True, "state": conductor.state.value}
+
+
+async def run_command(cfg: Config, *, keyboard: bool) -> int:
+    daemon = Daemon(cfg, keyboard=keyboard)
+    try:
+        return await daemon.run()
+    except DaemonError as exc:
+        print(f"appliance run: {exc}", file=sys.stderr)
+        sdnotify.status(f"cannot start: {exc}")
+        return 2
+
+
+__all__ = ["Daemon", "DaemonError", "Gesture", "run_command"]

@@ -1,0 +1,291 @@
+"""The appliance end to end: gpiozero's MockFactory for the button and LED, a private
+PulseAudio for the microphone and speaker (paced in real time), the emulator for the
+Live API.  In-process for the fine detail, and as a real `appliance run` subprocess
+driven by `appliance ctl`."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from appliance.audio import speech
+from appliance.audio.frames import RATE
+from appliance.conductor import State
+from appliance.config import AudioConfig, ButtonConfig, Config, ControlConfig, LedsConfig, LiveConfig, StateConfig
+from appliance.control import request
+from appliance.daemon import Daemon
+from appliance.live.emulator import Emulator, EmulatorConfig, Scenario
+from rigs import PulseRig
+
+KEY = "test-key-daemon-5c1f"
+BUTTON_PIN, LED_PIN = 17, 12
+QUESTION = "What is a good temperature for roasting vegetables?"
+
+
+@pytest.fixture(scope="module")
+def pulse(tmp_path_factory):
+    rig = PulseRig(tmp_path_factory.mktemp("pulse-daemon"))
+    rig.start()
+    try:
+        yield rig
+    finally:
+        rig.stop()
+
+
+@pytest.fixture(scope="module")
+def question() -> bytes:
+    pcm = speech.spoken(QUESTION, RATE)
+    assert pcm, "espeak-ng is needed (scripts/bootstrap.sh installs it)"
+    return pcm
+
+
+@pytest.fixture
+def gpio():
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    factory = MockFactory(pin_class=MockPWMPin)
+    previous = Device.pin_factory
+    Device.pin_factory = factory
+    try:
+        yield factory
+    finally:
+        factory.reset()
+        Device.pin_factory = previous
+
+
+def config_for(emu: Emulator, tmp_path: Path, **live) -> Config:
+    return dataclasses.replace(
+        Config(),
+        live=dataclasses.replace(LiveConfig(), endpoint=emu.url, **live),
+        audio=dataclasses.replace(AudioConfig(), input_device="pulse", output_device="pulse"),
+        button=dataclasses.replace(ButtonConfig(), pin=BUTTON_PIN, debounce_ms=5),
+        leds=dataclasses.replace(LedsConfig(), kind="pwm", pin=LED_PIN, idle_brightness=0.0),
+        control=ControlConfig(socket=str(tmp_path / "control.sock")),
+        state=StateConfig(dir=str(tmp_path / "state")),
+    )
+
+
+async def eventually(predicate, timeout: float, what: str) -> None:
+    """Poll a condition with a deadline (for values with no event to wait on)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class Running:
+    """A Daemon running in this event loop, torn down by SIGTERM semantics (request_stop)."""
+
+    def __init__(self, cfg: Config, monkeypatch, gpio) -> None:
+        monkeypatch.setenv("GEMINI_API_KEY", KEY)
+        self.daemon = Daemon(cfg, pin_factory=gpio, printer=lambda _line: None)
+        self.task: asyncio.Task[int] | None = None
+
+    async def __aenter__(self) -> Daemon:
+        self.task = asyncio.create_task(self.daemon.run())
+        await eventually(lambda: self.daemon.conductor is not None or self.task.done(), 15, "the daemon to start")
+        if self.task.done():
+            self.task.result()
+        conductor = self.daemon.conductor
+        await conductor.wait_state(State.IDLE, 15)
+        # the rig's capture stream starts late; wait until frames flow
+        await eventually(lambda: self.daemon.capture.stats.frames > 25, 15, "microphone frames")
+        return self.daemon
+
+    async def __aexit__(self, *exc) -> None:
+        self.daemon.request_stop()
+        assert await asyncio.wait_for(self.task, 10) == 0
+
+
+async def speak(rig: PulseRig, pcm: bytes) -> None:
+    player = rig.play_into_mic(pcm, RATE)
+    await asyncio.to_thread(player.wait, 30)
+
+
+def led_levels(gpio) -> list[float]:
+    return [state for _, state in gpio.pin(LED_PIN).states] if hasattr(gpio.pin(LED_PIN).states[0], "state") else [
+        s.state for s in gpio.pin(LED_PIN).states
+    ]
+
+
+def test_hold_to_talk_with_the_gpio_button(pulse, question, gpio, tmp_path, monkeypatch):
+    pulse.activate(monkeypatch)
+
+    async def scenario():
+        async with Emulator(EmulatorConfig(pace=1.7), Scenario(reply="echo", transcript=QUESTION)) as emu:
+            async with Running(config_for(emu, tmp_path), monkeypatch, gpio) as daemon:
+                conductor = daemon.conductor
+                button = gpio.pin(BUTTON_PIN)
+                led = gpio.pin(LED_PIN)
+                assert led.state == 0  # idle: off
+                mark = conductor.seq
+                button.drive_low()  # pressed (pull-up wiring)
+                await conductor.wait_state(State.LISTENING, 5, since=mark)
+                await eventually(lambda: led.state == 1.0, 5, "the listening LED")
+                await speak(pulse, question)
+                button.drive_high()
+                thinking = await conductor.wait_state(State.THINKING, 10, since=mark)
+                speaking = await conductor.wait_state(State.SPEAKING, 10, since=thinking)
+                await conductor.wait_state(State.IDLE, 20, since=speaking)
+                status = await request(daemon.control_path, "status")
+            return emu, conductor, status
+
+    emu, conductor, status = asyncio.run(scenario())
+    heard = np.frombuffer(emu.turns[0].user_pcm, "<i2")
+    assert len(question) / 2 / RATE <= len(heard) / RATE <= len(question) / 2 / RATE + 1.5
+    kinds = [next(iter(r.message["realtimeInput"])) for r in emu.received if r.kind == "realtimeInput"]
+    assert kinds[0] == "activityStart" and kinds[-1] == "activityEnd" and "audio" in kinds
+    turn = conductor.turns[-1]
+    assert turn.outcome == "answered" and turn.mode == "hold" and turn.submitted
+    assert turn.end_to_first_audio_ms is not None and turn.first_audio_to_device_ms is not None
+    assert status["ok"] and status["state"] == "idle" and status["turns"][-1]["outcome"] == "answered"
+
+
+def test_tap_barge_in_and_a_new_turn_through_ctl(pulse, question, gpio, tmp_path, monkeypatch):
+    pulse.activate(monkeypatch)
+    recording = tmp_path / "speaker.raw"
+
+    async def scenario():
+        async with Emulator(EmulatorConfig(pace=1.0), Scenario(reply="tone", tone_seconds=6.0)) as emu:
+            async with Running(config_for(emu, tmp_path), monkeypatch, gpio) as daemon:
+                conductor = daemon.conductor
+                sock = daemon.control_path
+                mark = conductor.seq
+                assert (await request(sock, "tap"))["ok"]
+                await conductor.wait_state(State.LISTENING, 5, since=mark)
+                await speak(pulse, question)  # a tap: the turn ends on silence by itself
+                speaking = await conductor.wait_state(State.SPEAKING, 15, since=mark)
+                pulse.start_recording_speaker(recording)
+                await asyncio.sleep(0.5)  # let half a second of the reply play
+                assert (await request(sock, "press"))["ok"]  # barge-in
+                await conductor.wait_state(State.LISTENING, 5, since=speaking)
+                await emu.wait_for(lambda e: e.turns and e.turns[0].interrupted, 5)
+                await speak(pulse, question)
+                assert (await request(sock, "release"))["ok"]
+                second = await conductor.wait_state(State.SPEAKING, 15, since=speaking + 1)
+                assert (await request(sock, "stop"))["ok"]
+                await conductor.wait_state(State.IDLE, 5, since=second)
+                pulse.stop_recording_speaker()
+            return emu, conductor
+
+    emu, conductor = asyncio.run(scenario())
+    assert emu.turns[0].interrupted and len(emu.turns) == 2
+    barge = [t for t in conductor.turns if t.barge_in]
+    assert barge and barge[0].submitted
+    cut = [t for t in conductor.turns if t.barge_in_to_silent_ms is not None]
+    assert cut, "the barge-in's flush was not measured"
+    # the first reply was cut well before its 6 s
+    played = np.frombuffer(recording.read_bytes(), "<i2").astype(np.float64)
+    assert played.size
+
+
+def test_a_drop_shows_offline_and_recovers(pulse, gpio, tmp_path, monkeypatch):
+    pulse.activate(monkeypatch)
+
+    async def scenario():
+        async with Emulator(EmulatorConfig(pace=0), Scenario(reply="tone")) as emu:
+            async with Running(config_for(emu, tmp_path), monkeypatch, gpio) as daemon:
+                conductor = daemon.conductor
+                mark = conductor.seq
+                await emu.drop_all()
+                offline = await conductor.wait_state(State.OFFLINE, 5, since=mark)
+                led = gpio.pin(LED_PIN)
+                await conductor.wait_state(State.IDLE, 10, since=offline)
+                return emu, led
+
+    emu, led = asyncio.run(scenario())
+    assert len(emu.connections) >= 2 and emu.connections[1].resumed_handle
+
+
+def test_a_rejected_key_shows_error(pulse, gpio, tmp_path, monkeypatch):
+    pulse.activate(monkeypatch)
+
+    async def scenario():
+        async with Emulator(EmulatorConfig(pace=0, rejected_keys=frozenset({KEY})), Scenario()) as emu:
+            monkeypatch.setenv("GEMINI_API_KEY", KEY)
+            daemon = Daemon(config_for(emu, tmp_path), pin_factory=gpio, printer=lambda _l: None)
+            task = asyncio.create_task(daemon.run())
+            await eventually(lambda: daemon.conductor is not None, 15, "the daemon to start")
+            await daemon.conductor.wait_state(State.ERROR, 10)
+            led = gpio.pin(LED_PIN)
+            await eventually(lambda: any(s.state == 1.0 for s in led.states) and led.state == 0, 5, "an error blink")
+            status = await request(daemon.control_path, "status")
+            daemon.request_stop()
+            assert await asyncio.wait_for(task, 10) == 0
+            return emu, status
+
+    emu, status = asyncio.run(scenario())
+    assert status["state"] == "error" and "API key not valid" in status["last_error"]
+    assert len(emu.connections) == 1  # no retry storm
+
+
+def test_appliance_run_as_a_process_with_ctl_and_sigterm(pulse, question, tmp_path):
+    async def scenario():
+        async with Emulator(EmulatorConfig(pace=1.7), Scenario(reply="tone", tone_seconds=0.5)) as emu:
+            sock = tmp_path / "run.sock"
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIANCE_", "GEMINI_"))}
+            env.update(pulse.env())
+            env.update({"GEMINI_API_KEY": KEY, "GPIOZERO_PIN_FACTORY": "mock"})
+            args = [
+                "--set", f"live.endpoint={emu.url}", "--set", "audio.input_device=pulse",
+                "--set", "audio.output_device=pulse", "--set", f"control.socket={sock}",
+                "--set", f"state.dir={tmp_path / 'state'}", "--set", "button.debounce_ms=5",
+            ]
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "appliance", *args, "run",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+            )
+
+            async def ctl(*words: str) -> tuple[int, str]:
+                child = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "appliance", "--set", f"control.socket={sock}", "ctl", *words,
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+                )
+                out, _ = await child.communicate()
+                return child.returncode, out.decode()
+
+            try:
+                await eventually(lambda: sock.exists(), 20, "the control socket")
+                deadline = time.monotonic() + 20
+                while not re.search(r"state:\s+idle", (await ctl("status"))[1]):
+                    assert time.monotonic() < deadline, "the daemon never became idle"
+                    await asyncio.sleep(0.2)
+                await asyncio.sleep(1.5)  # the rig's microphone stream starts late
+                code, out = await ctl("press")
+                assert code == 0, out
+                await speak(pulse, question)
+                code, out = await ctl("release")
+                assert code == 0, out
+                await emu.wait_for(lambda e: e.turns and e.turns[0].turn_complete, 20)
+                code, out = await ctl("volume", "35")
+                assert code == 0 and "35" in out
+                started = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(proc.wait(), 5)
+                stopped_in = time.monotonic() - started
+                stderr = (await proc.stderr.read()).decode()
+                code_after, out_after = await ctl("status")
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            return emu, proc.returncode, stopped_in, stderr, code_after, out_after
+
+    emu, code, stopped_in, stderr, code_after, out_after = asyncio.run(scenario())
+    assert code == 0, stderr
+    assert stopped_in < 2.0
+    assert emu.connections[-1].closed_by == "client" and emu.connections[-1].close_code == 1000
+    assert KEY not in stderr
+    assert code_after == 2 and "not running" in out_after
+    assert (tmp_path / "state").exists()

@@ -1,0 +1,451 @@
+"""Status LEDs on gpiozero's mock pins: what a person looking at the box would see in each state."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from gpiozero import Button, Device, GPIOPinInUse, PWMLED
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from appliance.config import LedsConfig
+from appliance.leds import STATES, Leds, LedsError, build_leds, pattern_for
+
+RGB_PINS = (5, 6, 13)
+TIMEOUT_S = 5.0
+
+
+@pytest.fixture
+def factory() -> Iterator[MockFactory]:
+    pin_factory = MockFactory(pin_class=MockPWMPin)
+    yield pin_factory
+    pin_factory.reset()
+
+
+@pytest.fixture
+def make(factory: MockFactory) -> Iterator[Callable[..., Leds]]:
+    """Build Leds on the mock factory from LedsConfig overrides; everything built is closed afterwards."""
+    built: list[Leds] = []
+
+    def build(**overrides: object) -> Leds:
+        leds = build_leds(dataclasses.replace(LedsConfig(), **overrides), pin_factory=factory)
+        built.append(leds)
+        return leds
+
+    yield build
+    for leds in built:
+        leds.close()
+
+
+def brightness_history(pin: MockPWMPin, active_high: bool = True) -> list[float]:
+    """Every level the pin has had, as LED brightness (an active-low pin is inverted)."""
+    return [float(s.state) if active_high else 1.0 - float(s.state) for s in list(pin.states)]
+
+
+def brightness(pin: MockPWMPin, active_high: bool = True) -> float:
+    return float(pin.state) if active_high else 1.0 - float(pin.state)
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT_S) -> None:
+    """Poll a mock pin's recorded history until `condition` holds (bounded; not a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def rose_then_fell(history: list[float], peak: float) -> bool:
+    """The LED reached `peak` and afterwards got darker again."""
+    for i, level in enumerate(history):
+        if level == pytest.approx(peak):
+            return any(later < peak - 1e-6 for later in history[i + 1:])
+    return False
+
+
+def wait_for_swing(pin: MockPWMPin, peak: float, active_high: bool = True) -> list[float]:
+    wait_until(lambda: rose_then_fell(brightness_history(pin, active_high), peak),
+               f"the LED to rise to {peak} and fall again")
+    return brightness_history(pin, active_high)
+
+
+def assert_shape(history: list[float], kind: str, peak: float, floor: float = 0.0) -> None:
+    """A pulse passes through in-between levels; a blink jumps between floor and peak only."""
+    assert max(history) == pytest.approx(peak)
+    in_between = [v for v in history if floor + 1e-6 < v < peak - 1e-6]
+    if kind == "pulse":
+        assert in_between, "a pulse should fade, but the LED only switched"
+    else:
+        assert not in_between, f"a blink should switch, but the LED faded through {in_between}"
+
+
+# --------------------------------------------------------------------------- the patterns themselves
+
+
+@pytest.mark.parametrize(
+    ("state", "kind", "hz_low", "hz_high"),
+    [
+        ("connecting", "pulse", 0.2, 0.9),
+        ("thinking", "pulse", 1.6, 2.5),
+        ("speaking", "pulse", 0.55, 0.85),
+        ("offline", "blink", 0.3, 0.7),
+        ("error", "blink", 3.0, 5.0),
+        ("alarm", "blink", 2.5, 3.5),
+    ],
+)
+def test_each_state_has_its_own_rhythm(state: str, kind: str, hz_low: float, hz_high: float) -> None:
+    pattern = pattern_for(state, cap=1.0)
+    assert pattern.kind == kind
+    assert hz_low <= 1.0 / pattern.period_s <= hz_high
+
+
+def test_offline_blink_is_short_and_calm() -> None:
+    pattern = pattern_for("offline", cap=1.0)
+    assert pattern.on_time <= 0.3 and pattern.off_time >= 1.0
+
+
+@pytest.mark.parametrize(
+    ("state", "colour", "off_colour"),
+    [
+        ("listening", (0, 0, 1), (0, 0, 0)),
+        ("thinking", (0, 1, 1), (0, 0, 0)),
+        ("speaking", (0, 1, 0), (0, 0, 0)),
+        ("offline", (1, 0.5, 0), (0, 0, 0)),
+        ("error", (1, 0, 0), (0, 0, 0)),
+        ("alarm", (1, 1, 1), (1, 0, 0)),
+        ("connecting", (0, 0, 0.5), (0, 0, 0)),
+    ],
+)
+def test_state_colours(state: str, colour: tuple[float, ...], off_colour: tuple[float, ...]) -> None:
+    pattern = pattern_for(state, cap=1.0)
+    assert pattern.colour == pytest.approx(colour)
+    assert pattern.off_colour == pytest.approx(off_colour)
+
+
+def test_brightness_cap_scales_level_and_colour() -> None:
+    pattern = pattern_for("alarm", cap=0.3)
+    assert pattern.level == pytest.approx(0.3)
+    assert pattern.colour == pytest.approx((0.3, 0.3, 0.3))
+    assert pattern.off_colour == pytest.approx((0.3, 0.0, 0.0))
+
+
+def test_idle_is_dim_or_off() -> None:
+    assert pattern_for("idle", cap=0.5, idle_brightness=0.2).kind == "solid"
+    assert pattern_for("idle", cap=0.5, idle_brightness=0.2).level == pytest.approx(0.1)
+    assert pattern_for("idle", cap=0.5, idle_brightness=0.0).kind == "off"
+
+
+def test_unknown_state_is_refused() -> None:
+    leds = build_leds(LedsConfig())
+    with pytest.raises(ValueError, match="unknown LED state 'sleeping'"):
+        leds.show("sleeping")
+    assert leds.state is None
+
+
+# --------------------------------------------------------------------------- kind = none
+
+
+def test_none_kind_records_state_and_pattern_without_gpio() -> None:
+    leds = build_leds(dataclasses.replace(LedsConfig(), kind="none", max_brightness=0.4))
+    assert leds.state is None and leds.pattern.kind == "off"
+    leds.show("thinking")
+    assert leds.state == "thinking"
+    assert leds.pattern == pattern_for("thinking", cap=0.4)
+    leds.show("listening")
+    assert (leds.pattern.kind, leds.pattern.level) == ("solid", pytest.approx(0.4))
+    leds.show("idle")
+    assert leds.pattern.kind == "off"
+    leds.close()
+
+
+# --------------------------------------------------------------------------- kind = pwm
+
+
+@pytest.mark.parametrize("active_high", [True, False])
+def test_pwm_solid_states(make: Callable[..., Leds], factory: MockFactory, active_high: bool) -> None:
+    leds = make(kind="pwm", pin=12, active_high=active_high, max_brightness=0.4, idle_brightness=0.5)
+    pin = factory.pin(12)
+    leds.show("listening")
+    assert pin.state == pytest.approx(0.4 if active_high else 0.6)
+    leds.show("idle")
+    assert pin.state == pytest.approx(0.2 if active_high else 0.8)
+
+
+@pytest.mark.parametrize("active_high", [True, False])
+def test_pwm_idle_with_zero_brightness_is_off(make: Callable[..., Leds], factory: MockFactory,
+                                               active_high: bool) -> None:
+    leds = make(kind="pwm", pin=12, active_high=active_high, idle_brightness=0.0)
+    leds.show("listening")
+    leds.show("idle")
+    assert factory.pin(12).state == pytest.approx(0.0 if active_high else 1.0)
+    assert leds.pattern.kind == "off"
+
+
+@pytest.mark.parametrize(
+    ("state", "kind", "peak"),
+    [
+        ("thinking", "pulse", 0.6),
+        ("speaking", "pulse", 0.6),
+        ("connecting", "pulse", 0.3),
+        ("offline", "blink", 0.6),
+        ("error", "blink", 0.6),
+        ("alarm", "blink", 0.6),
+    ],
+)
+def test_pwm_animated_states_move_and_stay_under_the_cap(
+    make: Callable[..., Leds], factory: MockFactory, state: str, kind: str, peak: float
+) -> None:
+    leds = make(kind="pwm", pin=12, max_brightness=0.6)
+    leds.show(state)
+    history = wait_for_swing(factory.pin(12), peak)
+    assert max(history) <= 0.6 + 1e-9
+    assert min(history) >= 0.0
+    assert_shape(history, kind, peak)
+
+
+def test_pwm_active_low_pulse_is_inverted(make: Callable[..., Leds], factory: MockFactory) -> None:
+    leds = make(kind="pwm", pin=12, active_high=False, max_brightness=0.5)
+    pin = factory.pin(12)
+    pin.clear_states()
+    leds.show("thinking")
+    history = wait_for_swing(pin, 0.5, active_high=False)
+    assert max(history) <= 0.5 + 1e-9
+    # An active-low LED is dark when its pin is high: the pin never goes below 1 - cap.
+    assert min(float(s.state) for s in list(pin.states)) >= 0.5 - 1e-9
+
+
+def test_showing_the_same_solid_state_again_changes_nothing(make: Callable[..., Leds],
+                                                             factory: MockFactory) -> None:
+    leds = make(kind="pwm", pin=12)
+    pin = factory.pin(12)
+    leds.show("listening")
+    pin.clear_states()
+    leds.show("listening")
+    assert len(pin.states) == 1 and pin.state == pytest.approx(1.0)
+
+
+def test_showing_the_same_pulse_again_does_not_restart_it(make: Callable[..., Leds],
+                                                          factory: MockFactory) -> None:
+    leds = make(kind="pwm", pin=12)
+    pin = factory.pin(12)
+    leds.show("thinking")
+    wait_until(lambda: brightness(pin) >= 0.6, "the pulse to get bright")
+    leds.show("thinking")
+    count = len(pin.states)
+    wait_until(lambda: len(pin.states) >= count + 8, "the pulse to go on")
+    history = brightness_history(pin)
+    steps = [abs(b - a) for a, b in zip(history, history[1:])]
+    # A running pulse moves in small steps; a restart would drop from bright straight to dark.
+    assert max(steps) <= 0.25, history
+
+
+def test_brightness_cap_applies_at_once(make: Callable[..., Leds], factory: MockFactory) -> None:
+    leds = make(kind="pwm", pin=12, max_brightness=1.0)
+    pin = factory.pin(12)
+    leds.show("listening")
+    assert pin.state == pytest.approx(1.0)
+    leds.set_brightness_cap(0.2)
+    assert pin.state == pytest.approx(0.2)
+    assert leds.brightness_cap == pytest.approx(0.2) and leds.pattern.level == pytest.approx(0.2)
+    pin.clear_states()
+    leds.show("error")
+    assert max(wait_for_swing(pin, 0.2)) <= 0.2 + 1e-9
+    leds.set_brightness_cap(0.0)
+    assert pin.state == pytest.approx(0.0) and leds.pattern.kind == "off"
+    for bad in (1.5, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="from 0 to 1"):
+            leds.set_brightness_cap(bad)
+    assert leds.brightness_cap == 0.0
+
+
+def test_pwm_uses_the_default_pin_factory(monkeypatch: pytest.MonkeyPatch, factory: MockFactory) -> None:
+    monkeypatch.setattr(Device, "pin_factory", factory)
+    leds = build_leds(dataclasses.replace(LedsConfig(), kind="pwm", pin=18))
+    try:
+        leds.show("listening")
+        assert factory.pin(18).state == pytest.approx(1.0)
+    finally:
+        leds.close()
+
+
+def test_pwm_close_turns_off_and_releases_the_pin(make: Callable[..., Leds], factory: MockFactory) -> None:
+    leds = make(kind="pwm", pin=12)
+    leds.show("thinking")
+    with pytest.raises(GPIOPinInUse):
+        PWMLED(12, pin_factory=factory)
+    leds.close()
+    assert factory.pin(12).state == pytest.approx(0.0)
+    again = PWMLED(12, pin_factory=factory)
+    again.close()
+    leds.show("error")  # after close only the state is recorded; nothing is driven and nothing fails
+    assert leds.state == "error"
+
+
+# --------------------------------------------------------------------------- kind = rgb
+
+
+def rgb_levels(factory: MockFactory, active_high: bool = True) -> tuple[float, ...]:
+    return tuple(brightness(factory.pin(p), active_high) for p in RGB_PINS)
+
+
+@pytest.mark.parametrize("active_high", [True, False])
+def test_rgb_solid_colours(make: Callable[..., Leds], factory: MockFactory, active_high: bool) -> None:
+    leds = make(kind="rgb", rgb_pins=RGB_PINS, active_high=active_high, max_brightness=0.5,
+                idle_brightness=0.4)
+    leds.show("listening")
+    assert rgb_levels(factory, active_high) == pytest.approx((0.0, 0.0, 0.5))
+    raw = tuple(factory.pin(p).state for p in RGB_PINS)
+    assert raw == pytest.approx((0.0, 0.0, 0.5) if active_high else (1.0, 1.0, 0.5))
+    leds.show("idle")
+    assert rgb_levels(factory, active_high) == pytest.approx((0.2, 0.2, 0.2))
+
+
+def test_rgb_idle_with_zero_brightness_is_dark(make: Callable[..., Leds], factory: MockFactory) -> None:
+    leds = make(kind="rgb", rgb_pins=RGB_PINS, idle_brightness=0.0)
+    leds.show("listening")
+    leds.show("idle")
+    assert rgb_levels(factory) == pytest.approx((0.0, 0.0, 0.0))
+
+
+def test_rgb_thinking_pulses_cyan(make: Callable[..., Leds], factory: MockFactory) -> None:
+    leds = make(kind="rgb", rgb_pins=RGB_PINS, max_brightness=0.7)
+    leds.show("thinking")
+    red, green, blue = (factory.pin(p) for p in RGB_PINS)
+    for channel in (green, blue):
+        history = wait_for_swing(channel, 0.7)
+        assert max(history) <= 0.7 + 1e-9
+        assert_shape(history, "pulse", 0.7)
+    assert max(brightness_history(red)) == 0.0
+
+
+def test_rgb_offline_blinks_amber(make: Callable[..., Leds], factory: MockFactory) -> None:
+    leds = make(kind="rgb", rgb_pins=RGB_PINS, max_brightness=0.8)
+    leds.show("offline")
+    red, green, blue = (factory.pin(p) for p in RGB_PINS)
+    assert_shape(wait_for_swing(red, 0.8), "blink", 0.8)
+    assert_shape(wait_for_swing(green, 0.4), "blink", 0.4)
+    assert max(brightness_history(blue)) == 0.0
+
+
+def test_rgb_alarm_flashes_white_over_red(make: Callable[..., Leds], factory: MockFactory) -> None:
+    leds = make(kind="rgb", rgb_pins=RGB_PINS, max_brightness=0.9)
+    leds.show("alarm")
+    red, green, blue = (factory.pin(p) for p in RGB_PINS)
+    for channel in (green, blue):
+        assert_shape(wait_for_swing(channel, 0.9), "blink", 0.9)
+    # Red is lit both in the white flash and in the red gap between flashes.
+    wait_until(lambda: len(green.states) >= 4, "several flashes")
+    assert red.state == pytest.approx(0.9)
+    assert max(brightness_history(red)) <= 0.9 + 1e-9
+
+
+def test_rgb_close_releases_all_three_pins(make: Callable[..., Leds], factory: MockFactory) -> None:
+    leds = make(kind="rgb", rgb_pins=RGB_PINS)
+    leds.show("error")
+    leds.close()
+    assert rgb_levels(factory) == pytest.approx((0.0, 0.0, 0.0))
+    for p in RGB_PINS:
+        PWMLED(p, pin_factory=factory).close()
+
+
+# --------------------------------------------------------------------------- kind = per_state
+
+
+def test_per_state_lights_only_the_current_states_led(make: Callable[..., Leds],
+                                                      factory: MockFactory) -> None:
+    leds = make(kind="per_state", state_pins=("listening:5", "thinking:6", "error:13"), max_brightness=0.5)
+    listening, thinking, error = (factory.pin(p) for p in (5, 6, 13))
+
+    leds.show("listening")
+    assert (listening.state, thinking.state, error.state) == pytest.approx((0.5, 0.0, 0.0))
+
+    leds.show("thinking")
+    assert listening.state == pytest.approx(0.0)
+    history = wait_for_swing(thinking, 0.5)
+    assert_shape(history, "pulse", 0.5)
+    assert max(brightness_history(error)) == 0.0
+
+    leds.show("speaking")  # no LED for speaking: everything dark
+    assert (listening.state, thinking.state, error.state) == pytest.approx((0.0, 0.0, 0.0))
+    assert leds.state == "speaking" and leds.pattern.kind == "off"
+
+    error.clear_states()
+    leds.show("error")
+    assert_shape(wait_for_swing(error, 0.5), "blink", 0.5)
+    assert (listening.state, thinking.state) == pytest.approx((0.0, 0.0))
+
+
+def test_per_state_states_may_share_one_led(make: Callable[..., Leds], factory: MockFactory) -> None:
+    leds = make(kind="per_state", state_pins=("listening:5", "offline:6", "error:6"))
+    shared = factory.pin(6)
+    leds.show("offline")
+    assert_shape(wait_for_swing(shared, 1.0), "blink", 1.0)
+    leds.show("listening")
+    assert (factory.pin(5).state, shared.state) == pytest.approx((1.0, 0.0))
+
+
+def test_per_state_idle_led_follows_idle_brightness(make: Callable[..., Leds], factory: MockFactory) -> None:
+    leds = make(kind="per_state", state_pins=("idle:5", "listening:6"), idle_brightness=0.25,
+                active_high=False)
+    leds.show("idle")
+    assert (factory.pin(5).state, factory.pin(6).state) == pytest.approx((0.75, 1.0))
+
+
+def test_per_state_close_releases_every_pin(make: Callable[..., Leds], factory: MockFactory) -> None:
+    leds = make(kind="per_state", state_pins=("listening:5", "thinking:6"))
+    leds.show("thinking")
+    leds.close()
+    for p in (5, 6):
+        PWMLED(p, pin_factory=factory).close()
+
+
+def test_per_state_refuses_a_state_listed_twice(factory: MockFactory) -> None:
+    cfg = dataclasses.replace(LedsConfig(), kind="per_state", state_pins=("error:5", "error:6"))
+    with pytest.raises(LedsError, match="'error' twice"):
+        build_leds(cfg, pin_factory=factory)
+    PWMLED(5, pin_factory=factory).close()  # nothing was left reserved
+
+
+# --------------------------------------------------------------------------- when GPIO is missing or busy
+
+
+def test_no_gpio_driver_gives_one_line_of_advice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Device, "pin_factory", None)
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "no-such-gpio-driver")
+    with pytest.raises(LedsError) as caught:
+        build_leds(dataclasses.replace(LedsConfig(), kind="pwm"))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert 'leds.kind = "none"' in message
+    assert "no GPIO driver" in message
+
+
+def test_pins_without_pwm_give_advice() -> None:
+    plain = MockFactory()  # plain MockPin: no PWM, like gpiozero's native driver
+    with pytest.raises(LedsError, match="cannot dim LEDs"):
+        build_leds(dataclasses.replace(LedsConfig(), kind="pwm", pin=12), pin_factory=plain)
+
+
+def test_pin_taken_by_the_button_gives_advice(factory: MockFactory) -> None:
+    button = Button(17, pin_factory=factory)
+    try:
+        with pytest.raises(LedsError, match=r"already in use.*leds\.pin 17"):
+            build_leds(dataclasses.replace(LedsConfig(), kind="pwm", pin=17), pin_factory=factory)
+    finally:
+        button.close()
+
+
+def test_every_state_can_have_its_own_led(factory: MockFactory) -> None:
+    pins = tuple(f"{state}:{pin}" for pin, state in enumerate(STATES, 2))
+    cfg = dataclasses.replace(LedsConfig(), kind="per_state", state_pins=pins)
+    leds = build_leds(cfg, pin_factory=factory)
+    try:
+        for pin, state in enumerate(STATES, 2):
+            leds.show(state)
+            assert leds.pattern == pattern_for(state, cap=1.0)
+            others = [factory.pin(p).state for p in range(2, 2 + len(STATES)) if p != pin]
+            assert others == pytest.approx([0.0] * len(others))
+    finally:
+        leds.close()

@@ -371,6 +371,8 @@ class Conductor:
     def _on_link(self, event: LinkChanged) -> None:
         if event.state is LinkState.ERROR:
             self.last_error = event.reason
+        if event.state is LinkState.CONNECTING and self.state in (State.OFFLINE, State.ERROR):
+            return  # each retry is not news: keep showing offline or error until it works
         busy = self.state in (State.LISTENING, State.THINKING, State.SPEAKING, State.ALARM)
         if event.state is LinkState.READY:
             if not busy:

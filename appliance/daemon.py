@@ -131,19 +131,23 @@ class Daemon:
             sdnotify.ready(conductor.state.value)
             log.info("appliance running; control socket %s", self.control_path)
             interval = sdnotify.watchdog_interval()
+            dog_task: asyncio.Task[None] | None = None
             if interval:
                 dog = sdnotify.Watchdog(interval, [
                     sdnotify.Check("microphone callback seen within 2 s", self._capture_alive),
                     sdnotify.Check("speaker callback seen within 2 s", self._player_alive),
                 ])
-                task = loop.create_task(dog.run(), name="watchdog")
-                stack.callback(task.cancel)
+                dog_task = loop.create_task(dog.run(), name="watchdog")
+                stack.callback(dog_task.cancel)
 
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
                 stack.callback(loop.remove_signal_handler, sig)
             await self._stop.wait()
             log.info("stopping")
+            if dog_task is not None:  # no watchdog ping may follow STOPPING=1
+                dog_task.cancel()
+                await asyncio.gather(dog_task, return_exceptions=True)
             sdnotify.stopping()
         return 0
 
@@ -155,7 +159,20 @@ class Daemon:
         # `appliance ctl press/release/tap` go through the same gesture logic as the pin
         self._virtual_button = VirtualButton(self.cfg.button, loop, conductor.gesture)
         stack.callback(self._virtual_button.close)
-        if self.keyboard:
+        use_keyboard = self.keyboard
+        if not use_keyboard and self.cfg.button.enabled:
+            from .button import GpioButton
+
+            try:
+                button = GpioButton(self.cfg.button, loop, conductor.gesture, pin_factory=self.pin_factory)
+                stack.callback(button.close)
+            except ButtonError as exc:
+                if not sys.stdin.isatty():
+                    raise DaemonError(str(exc)) from None
+                # a laptop: anyone can try the appliance before wiring anything
+                log.warning("%s; using this terminal as the button instead", exc)
+                use_keyboard = True
+        if use_keyboard:
             from .keyboard import KeyboardButton
 
             try:
@@ -164,14 +181,6 @@ class Daemon:
                 raise DaemonError(str(exc)) from None
             kb.on_quit = self.request_stop
             stack.callback(kb.close)
-        elif self.cfg.button.enabled:
-            from .button import GpioButton
-
-            try:
-                button = GpioButton(self.cfg.button, loop, conductor.gesture, pin_factory=self.pin_factory)
-            except ButtonError as exc:
-                raise DaemonError(str(exc)) from None
-            stack.callback(button.close)
 
     def _on_state(self, state: State, reason: str) -> None:
         sdnotify.status(f"{state.value}: {reason}")

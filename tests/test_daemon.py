@@ -10,6 +10,8 @@ import dataclasses
 import os
 import re
 import signal
+import socket
+import threading
 import sys
 import time
 from pathlib import Path
@@ -129,6 +131,8 @@ def test_hold_to_talk_with_the_gpio_button(pulse, question, gpio, tmp_path, monk
                 button = gpio.pin(BUTTON_PIN)
                 led = gpio.pin(LED_PIN)
                 assert led.state == 0  # idle: off
+                recording = tmp_path / "speaker.raw"
+                pulse.start_recording_speaker(recording, rate=24000)
                 mark = conductor.seq
                 button.drive_low()  # pressed (pull-up wiring)
                 await conductor.wait_state(State.LISTENING, 5, since=mark)
@@ -138,10 +142,18 @@ def test_hold_to_talk_with_the_gpio_button(pulse, question, gpio, tmp_path, monk
                 thinking = await conductor.wait_state(State.THINKING, 10, since=mark)
                 speaking = await conductor.wait_state(State.SPEAKING, 10, since=thinking)
                 await conductor.wait_state(State.IDLE, 20, since=speaking)
+                pulse.stop_recording_speaker()
                 status = await request(daemon.control_path, "status")
-            return emu, conductor, status
+            return emu, conductor, status, recording
 
-    emu, conductor, status = asyncio.run(scenario())
+    emu, conductor, status, recording = asyncio.run(scenario())
+    # the echoed question came out of the speaker: it correlates with what was sent
+    played = np.frombuffer(recording.read_bytes(), "<i2").astype(np.float64)
+    sent = np.frombuffer(bytes(emu.turns[0].reply_pcm), "<i2").astype(np.float64)
+    corr = np.correlate(played, sent[: 24000 * 2], mode="valid")
+    best = np.max(np.abs(corr)) / (np.linalg.norm(sent[: 24000 * 2]) * np.sqrt(
+        np.max(np.convolve(played**2, np.ones(48000), mode="valid"))) + 1e-9)
+    assert best > 0.8
     heard = np.frombuffer(emu.turns[0].user_pcm, "<i2")
     assert len(question) / 2 / RATE <= len(heard) / RATE <= len(question) / 2 / RATE + 1.5
     kinds = [next(iter(r.message["realtimeInput"])) for r in emu.received if r.kind == "realtimeInput"]
@@ -198,14 +210,22 @@ def test_a_drop_shows_offline_and_recovers(pulse, gpio, tmp_path, monkeypatch):
             async with Running(config_for(emu, tmp_path), monkeypatch, gpio) as daemon:
                 conductor = daemon.conductor
                 mark = conductor.seq
+                # the service goes away for a few attempts, then comes back
+                emu.scenario = Scenario(reply="tone", reject_setup=(1011, "The service is currently unavailable."),
+                                        fault_connections=3)
                 await emu.drop_all()
                 offline = await conductor.wait_state(State.OFFLINE, 5, since=mark)
-                led = gpio.pin(LED_PIN)
-                await conductor.wait_state(State.IDLE, 10, since=offline)
-                return emu, led
+                await emu.wait_for(lambda e: len(e.connections) >= 3, 15)
+                shown = (conductor.state, conductor.lights.state, conductor.lights.pattern.kind)
+                await conductor.wait_state(State.IDLE, 20, since=offline)
+                states = [s for seq, s, _ in conductor.history if seq > mark]
+                return emu, shown, states
 
-    emu, led = asyncio.run(scenario())
-    assert len(emu.connections) >= 2 and emu.connections[1].resumed_handle
+    emu, shown, states = asyncio.run(scenario())
+    # offline while the retries fail, with the offline blink, and no flicker through "connecting"
+    assert shown == (State.OFFLINE, "offline", "blink")
+    assert states == [State.OFFLINE, State.IDLE]
+    assert emu.connections[-1].resumed_handle == emu.connections[0].handles_issued[-1]
 
 
 def test_a_rejected_key_shows_error(pulse, gpio, tmp_path, monkeypatch):
@@ -237,6 +257,25 @@ def test_appliance_run_as_a_process_with_ctl_and_sigterm(pulse, question, tmp_pa
             env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIANCE_", "GEMINI_"))}
             env.update(pulse.env())
             env.update({"GEMINI_API_KEY": KEY, "GPIOZERO_PIN_FACTORY": "mock"})
+            # systemd's side of sd_notify: a datagram socket, and a 1 s watchdog
+            notify_path = tmp_path / "notify.sock"
+            notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            notify.bind(str(notify_path))
+            notify.settimeout(0.2)
+            messages: list[str] = []
+            listening = threading.Event()
+            listening.set()
+
+            def drain() -> None:  # the kernel queues only a few datagrams: read as they come
+                while listening.is_set():
+                    try:
+                        messages.append(notify.recv(4096).decode())
+                    except TimeoutError:
+                        continue
+
+            reader = threading.Thread(target=drain, daemon=True)
+            reader.start()
+            env.update({"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "1000000"})
             args = [
                 "--set", f"live.endpoint={emu.url}", "--set", "audio.input_device=pulse",
                 "--set", "audio.output_device=pulse", "--set", f"control.socket={sock}",
@@ -277,15 +316,40 @@ def test_appliance_run_as_a_process_with_ctl_and_sigterm(pulse, question, tmp_pa
                 stderr = (await proc.stderr.read()).decode()
                 code_after, out_after = await ctl("status")
             finally:
+                listening.clear()
+                await asyncio.to_thread(reader.join, 5)
+                notify.close()
                 if proc.returncode is None:
                     proc.kill()
                     await proc.wait()
-            return emu, proc.returncode, stopped_in, stderr, code_after, out_after
+            return emu, proc.returncode, stopped_in, stderr, code_after, out_after, messages
 
-    emu, code, stopped_in, stderr, code_after, out_after = asyncio.run(scenario())
+    emu, code, stopped_in, stderr, code_after, out_after, messages = asyncio.run(scenario())
+    assert any(m.startswith("READY=1") for m in messages)
+    assert "WATCHDOG=1" in messages and messages[-1] == "STOPPING=1", messages[-6:]
+    assert any(m.startswith("STATUS=listening") for m in messages)
     assert code == 0, stderr
     assert stopped_in < 2.0
     assert emu.connections[-1].closed_by == "client" and emu.connections[-1].close_code == 1000
     assert KEY not in stderr
     assert code_after == 2 and "not running" in out_after
     assert (tmp_path / "state").exists()
+
+
+def test_a_reply_that_never_comes_returns_to_idle_with_an_error(pulse, question, gpio, tmp_path, monkeypatch):
+    pulse.activate(monkeypatch)
+
+    async def scenario():
+        async with Emulator(EmulatorConfig(pace=0), Scenario(reply="silent")) as emu:
+            async with Running(config_for(emu, tmp_path, reply_timeout_s=1.5), monkeypatch, gpio) as daemon:
+                conductor = daemon.conductor
+                mark = conductor.seq
+                assert (await request(daemon.control_path, "tap"))["ok"]
+                await speak(pulse, question)
+                thinking = await conductor.wait_state(State.THINKING, 10, since=mark)
+                await conductor.wait_state(State.IDLE, 5, since=thinking)
+                return conductor
+
+    conductor = asyncio.run(scenario())
+    assert conductor.turns[-1].outcome == "no reply in time"
+    assert "no reply within 1.5 s" in conductor.last_error

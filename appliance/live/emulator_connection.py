@@ -597,6 +597,8 @@ class ConnectionHandler:
             await self._send({"emulatorUnknownMessage": {"note": "clients should log and ignore unknown messages"}})
         if self.input_transcription:
             await self._send({"serverContent": {"inputTranscription": {"text": turn.input_text, "finished": True}}})
+        if self.scenario.reply == "silent":
+            await asyncio.Event().wait()  # a stalled service: the turn never gets an answer
         await self._run_tool_calls(turn)
         audio = await self._reply_audio(turn)
         await self._stream_audio(turn, audio)

@@ -21,7 +21,7 @@ OUTPUT_RATE = 24000
 SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
 
 SCENARIO_HELP = (
-    "echo | tone[:SECONDS] | tool:NAME[:JSON_ARGS] | transcript:TEXT | reply-text:TEXT | urlsafe-b64 | "
+    "echo | tone[:SECONDS] | silent | tool:NAME[:JSON_ARGS] | transcript:TEXT | reply-text:TEXT | urlsafe-b64 | "
     "drop-after:N | close:CODE[:REASON] | close-after:N:CODE[:REASON] | reject-setup:CODE[:REASON] | "
     "malformed | unknown-message | slow-setup:SECONDS | fault-connections:K"
 )
@@ -40,7 +40,8 @@ class Scenario:
     recover, e.g. resume after a dropped socket.
     """
 
-    reply: Literal["echo", "tone"] = "echo"
+    #: echo the user's audio, a tone, or "silent": take the turn and never answer (a stalled service)
+    reply: Literal["echo", "tone", "silent"] = "echo"
     tone_seconds: float = 1.0
     tone_hz: float = 440.0
     transcript: str | None = None  # input transcription text; default describes the audio length
@@ -60,8 +61,8 @@ class Scenario:
     fault_connections: int | None = None
 
     def __post_init__(self) -> None:
-        if self.reply not in ("echo", "tone"):
-            raise ScenarioError(f"reply must be 'echo' or 'tone', got {self.reply!r}")
+        if self.reply not in ("echo", "tone", "silent"):
+            raise ScenarioError(f"reply must be 'echo', 'tone' or 'silent', got {self.reply!r}")
         if not (self.tone_seconds > 0 and math.isfinite(self.tone_seconds)):
             raise ScenarioError(f"tone_seconds must be a positive number, got {self.tone_seconds!r}")
         self.tool_calls = [(str(name), dict(args)) for name, args in self.tool_calls]
@@ -123,6 +124,8 @@ def _code_and_reason(rest: str, spec: str, default_reason: str) -> tuple[int, st
 def _apply(s: Scenario, head: str, rest: str, spec: str) -> Scenario:
     if head == "echo" and not rest:
         return replace(s, reply="echo")
+    if head == "silent" and not rest:
+        return replace(s, reply="silent")
     if head == "tone":
         seconds = _number(rest, "the tone length in seconds", spec) if rest else s.tone_seconds
         if seconds <= 0:

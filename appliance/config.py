@@ -376,6 +376,51 @@ class PrivacyConfig:
     log_transcripts: bool = setting(False, "Log what was said and answered (off: only lengths and timings).")
 
 
+TOOL_NAMES = ("set_timer", "list_timers", "cancel_timer", "get_time", "set_volume")
+
+
+def _check_tool_name(name: str) -> str | None:
+    if name not in TOOL_NAMES:
+        return f"unknown tool; known tools: {', '.join(TOOL_NAMES)}"
+    return None
+
+
+def _check_time_zone(name: str) -> str | None:
+    if not name:
+        return None
+    try:
+        import zoneinfo
+
+        zoneinfo.ZoneInfo(name)
+    except (ImportError, ValueError, KeyError, OSError):
+        return "is not a known time zone; use an IANA name like Europe/Berlin, or empty for the system's"
+    return None
+
+
+@dataclass(frozen=True)
+class ToolsConfig:
+    """Functions the model may call on the device."""
+
+    enabled: tuple[str, ...] = setting(TOOL_NAMES, "Tools declared to the model.", check=_check_tool_name)
+    google_search: bool = setting(
+        False, "Also offer Google Search, where the model allows it beside our functions."
+    )
+    time_zone: str = setting(
+        "", "IANA time zone for get_time and timers, e.g. Europe/Berlin; empty = the system's.",
+        check=_check_time_zone,
+    )
+
+
+@dataclass(frozen=True)
+class TimersConfig:
+    """Kitchen timers, kept on the device."""
+
+    ring_max_s: float = setting(600.0, "A ringing timer stops by itself after this long.", min=5, max=3600)
+    ring_interval_s: float = setting(2.0, "Seconds between alarm sounds while ringing.", min=0.5, max=30)
+    max_timers: int = setting(20, "Most timers at once.", min=1, max=200)
+    max_duration_h: float = setting(24.0, "Longest timer, in hours.", min=0.1, max=168)
+
+
 @dataclass(frozen=True)
 class StateConfig:
     """Where the appliance keeps what must survive a restart (volume, timers)."""
@@ -398,6 +443,8 @@ class Config:
     leds: LedsConfig = field(default_factory=LedsConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    tools: ToolsConfig = field(default_factory=ToolsConfig)
+    timers: TimersConfig = field(default_factory=TimersConfig)
     state: StateConfig = field(default_factory=StateConfig)
     log: LogConfig = field(default_factory=LogConfig)
     source: str = "defaults"

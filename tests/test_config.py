@@ -125,7 +125,7 @@ ERROR_CASES = [
     ("unknown section", "[lvie]\nmodel = 'x'\n", {}, [],
      ["unknown section [lvie] in FILE; did you mean [live]?"]),
     ("unknown section no match", "[gpio]\npin = 1\n", {}, [],
-     ["unknown section [gpio] in FILE; known sections: live, audio, vad, button, leds, control, privacy, state, log"]),
+     ["unknown section [gpio] in FILE; known sections: live, audio, vad, button, leds, control, privacy, tools, timers, state, log"]),
     ("key outside section", "model = 'x'\n", {}, [],
      ["key model in FILE is outside any section", "did you mean live.model?"]),
     ("string for number", "[live]\nsetup_timeout_s = 'fast'\n", {}, [],

@@ -59,7 +59,14 @@ class TurnResult:
         return len(self.reply_pcm) / 2 / self.reply_rate
 
 
-def session_from_config(cfg: Config, api_key: Secret | None) -> LiveSession:
+def session_from_config(
+    cfg: Config,
+    api_key: Secret | None,
+    *,
+    functions: tuple[dict, ...] = (),
+    google_search: bool = False,
+) -> LiveSession:
+    """The session as the config describes it; the daemon adds its tools' declarations."""
     live = cfg.live
     settings = p.SessionSettings(
         model=live.model,
@@ -70,6 +77,8 @@ def session_from_config(cfg: Config, api_key: Secret | None) -> LiveSession:
         output_transcription=live.output_transcription,
         compression_trigger_tokens=live.compression_trigger_tokens,
         compression_target_tokens=live.compression_target_tokens,
+        functions=functions,
+        google_search=google_search,
     )
     options = SessionOptions(
         setup_timeout_s=live.setup_timeout_s,

@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ctl_arguments(ctl)
 
+    doctor = sub.add_parser("doctor", help="check everything the appliance needs, with what to do about each problem")
+    from .doctor import add_arguments as add_doctor_arguments
+
+    add_doctor_arguments(doctor)
+
     sub.add_parser("devices", help="list microphones and speakers, the rates they open at, and which are configured")
     sub.add_parser("audio-test", help="check the microphone and speaker: noise floor, clipping, "
                                       "whether the microphone hears the speaker")
@@ -74,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, overrides=args.overrides)
     except ConfigError as exc:
+        if args.command == "doctor":
+            print(f"FAIL config: {exc}")
+            return 1
         print(f"appliance: {exc}", file=sys.stderr)
         return 2
     level = args.log_level or cfg.log.level
@@ -105,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .control import ctl_main
 
             return ctl_main(args, control_socket_path(cfg))
+        if args.command == "doctor":
+            from .doctor import doctor_command
+
+            return asyncio.run(doctor_command(cfg, args))
         if args.command == "devices":
             return devices_command(cfg)
         if args.command == "audio-test":

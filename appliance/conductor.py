@@ -62,6 +62,15 @@ class Lights(Protocol):
     def show(self, state: str) -> None: ...
 
 
+class Alarms(Protocol):
+    """What the conductor needs of the timers (appliance.tools.timers.TimerService)."""
+
+    @property
+    def any_ringing(self) -> bool: ...
+
+    def stop_ringing(self) -> list[Any]: ...
+
+
 @dataclass
 class TurnMetrics:
     """One line per turn in the log, and the recent ones in `ctl status` (milliseconds)."""
@@ -116,8 +125,10 @@ class Conductor:
     clock: Callable[[], float] = time.monotonic
     #: answers the model's function calls (the kitchen tools); None answers "not available"
     tool_handler: ToolHandler | None = None
-    #: called when a press should stop a ringing alarm; returns True if it did
-    stop_alarm: Callable[[], bool] | None = None
+    #: ringing timers: a press or `ctl stop` silences them
+    alarms: Alarms | None = None
+    #: undoes what cancelled tool calls did (toolCallCancellation)
+    cancel_tools: Callable[[list[str]], list[str]] | None = None
     #: every state change, for the demo's timeline and tests: (state, reason)
     on_state: Callable[[State, str], None] | None = None
     #: transcript fragments as they come: ("user" | "reply", text); never logged unless allowed
@@ -137,6 +148,7 @@ class Conductor:
         self._dropping_audio = False
         #: turnCompletes still owed for replies cut by a barge-in; audio before them is stale
         self._stale_turns = 0
+        self._ring_task: asyncio.Task[None] | None = None
         self._changed = asyncio.Condition()
         #: (sequence number, state, reason) of recent transitions, for the demo and tests
         self.history: deque[tuple[int, State, str]] = deque(maxlen=200)
@@ -163,6 +175,8 @@ class Conductor:
         """Abort the turn and stop; the caller closes the session and devices."""
         if self._reply_timer is not None:
             self._reply_timer.cancel()
+        if self._ring_task is not None:
+            self._tasks.append(self._ring_task)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -232,8 +246,38 @@ class Conductor:
         return State.CONNECTING
 
     def _settle(self, reason: str) -> None:
-        """Back to rest: idle when the link is up, else whatever the link says."""
-        self._set(self._link_state(), reason)
+        """Back to rest: the alarm while a timer rings, else idle or what the link says."""
+        if self.alarms is not None and self.alarms.any_ringing:
+            self._set(State.ALARM, reason)
+        else:
+            self._set(self._link_state(), reason)
+
+    # ------------------------------------------------------------------ alarms
+
+    def timer_rang(self, timer: Any) -> None:
+        """A timer finished: ring here, whether or not the session is up."""
+        label = getattr(timer, "label", "") or "a timer"
+        self._set(State.ALARM, f"timer {label} finished")
+        if self._ring_task is None or self._ring_task.done():
+            self._ring_task = asyncio.get_running_loop().create_task(self._ring(), name="alarm")
+
+    def alarms_changed(self) -> None:
+        """The set of ringing timers changed (e.g. one stopped by itself after ring_max_s)."""
+        if self.state is State.ALARM and not (self.alarms is not None and self.alarms.any_ringing):
+            self._settle("alarm over")
+
+    async def _ring(self) -> None:
+        while self.alarms is not None and self.alarms.any_ringing:
+            self.speaker.play_earcon("alarm")
+            await asyncio.sleep(self.cfg.timers.ring_interval_s)  # the alarm's rhythm
+        self.alarms_changed()
+
+    def _stop_alarm(self) -> bool:
+        if self.alarms is None or not self.alarms.any_ringing:
+            return False
+        stopped = self.alarms.stop_ringing()
+        log.info("alarm stopped (%d timer(s))", len(stopped))
+        return True
 
     # ------------------------------------------------------------------ gestures
 
@@ -249,11 +293,10 @@ class Conductor:
     def _press(self) -> None:
         now = self.clock()
         self._pressed = True
-        if self.state is State.ALARM:
-            if self.stop_alarm is not None and self.stop_alarm():
-                self._pressed = False  # this press was spent on the alarm
-                self._settle("alarm stopped by a press")
-                return
+        if self._stop_alarm():
+            self._pressed = False  # this press was spent on the alarm
+            self._settle("alarm stopped by a press")
+            return
         if self.uplink.listening:
             # a press during a tap turn ends it
             self.uplink.stop()
@@ -297,8 +340,7 @@ class Conductor:
 
     def stop(self) -> None:
         """Stop whatever is playing or ringing (`appliance ctl stop`)."""
-        if self.state is State.ALARM and self.stop_alarm is not None:
-            self.stop_alarm()
+        self._stop_alarm()
         if self._reply is not None or self.state is State.SPEAKING:
             self.speaker.flush()
             self._dropping_audio = True
@@ -357,6 +399,11 @@ class Conductor:
             self._on_turn_complete(event)
         elif isinstance(event, p.ToolCall):
             await self._answer_tools(event)
+        elif isinstance(event, p.ToolCallCancellation):
+            if self.cancel_tools is not None:
+                undone = self.cancel_tools(list(event.ids))
+                if undone:
+                    log.info("cancelled tool calls undone: %s", "; ".join(undone))
         elif isinstance(event, TurnDropped):
             self.speaker.play_earcon("error")
             self.last_error = event.reason

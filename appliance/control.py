@@ -30,7 +30,9 @@ from typing import Any, TextIO
 
 log = logging.getLogger(__name__)
 
-KNOWN_COMMANDS: tuple[str, ...] = ("status", "press", "release", "tap", "stop", "volume", "new-conversation")
+KNOWN_COMMANDS: tuple[str, ...] = (
+    "status", "press", "release", "tap", "stop", "volume", "new-conversation", "timers",
+)
 MAX_REQUEST_BYTES = 64 * 1024
 IDLE_TIMEOUT_S = 60.0
 MAX_CLIENTS = 16
@@ -639,7 +641,7 @@ def format_status(reply: Reply) -> str:
     volume = reply.get("volume")
     row("volume", f"{volume}%" if _is_int(volume) else _show(volume))
     row("last error", _show(reply.get("last_error")) if reply.get("last_error") else "none")
-    shown = {"ok", "state", "connection", "session_age_s", "volume", "last_error", "turns"}
+    shown = {"ok", "state", "connection", "session_age_s", "volume", "last_error", "turns", "timers"}
     for key, value in reply.items():
         if key in shown:
             continue
@@ -647,6 +649,8 @@ def format_status(reply: Reply) -> str:
             row(key.removesuffix("_s").replace("_", " "), _human_duration(value))
         else:
             row(key.replace("_", " "), _show(value))
+    if isinstance(reply.get("timers"), list):
+        lines.append(format_timers(reply["timers"]))
     turns = reply.get("turns")
     if isinstance(turns, list) and turns:
         lines.append("last turns:")
@@ -654,8 +658,25 @@ def format_status(reply: Reply) -> str:
     return "\n".join(lines)
 
 
+def format_timers(timers: list[Any]) -> str:
+    """`timers: none`, or one line per timer: label, id, what is left or that it rings."""
+    if not timers:
+        return "timers:          none"
+    lines = ["timers:"]
+    for timer in timers:
+        if not isinstance(timer, dict):
+            continue
+        left = timer.get("remaining_s")
+        when = "RINGING" if timer.get("state") == "ringing" else (
+            f"{_human_duration(left)} left" if isinstance(left, (int, float)) else "-")
+        lines.append(f"  {_show(timer.get('label'))} ({_show(timer.get('id'))}): {when}")
+    return "\n".join(lines)
+
+
 def format_result(cmd: str, reply: Reply) -> str:
     """One line for a successful non-status command."""
+    if cmd == "timers":
+        return format_timers(reply.get("timers") or [])
     extras = {key: value for key, value in reply.items() if key != "ok"}
     headline = f"{cmd}: ok"
     if cmd == "volume" and _is_int(extras.get("volume")):

@@ -71,6 +71,7 @@ class Daemon:
         self.control_path = control_socket_path(cfg)
         self._stop = asyncio.Event()
         self._virtual_button: Any = None
+        self.timers: Any = None
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -98,7 +99,20 @@ class Daemon:
                 stack.callback(self.player.close)
             except AudioDeviceError as exc:
                 raise DaemonError(f"speaker: {exc}") from None
-            session = session_from_config(self.cfg, key)
+            from .tools import ToolContext, ToolRegistry
+            from .tools.timers import TimerService, TimerStore
+
+            self.timers = TimerService(
+                TimerStore.in_dir(state_dir(self.cfg)), self.cfg.timers, loop,
+                on_ring=self._timer_rang, on_change=self._timers_changed,
+            )
+            tools = ToolRegistry.from_config(self.cfg, ToolContext.from_config(
+                self.cfg, timers=self.timers, get_volume=lambda: self.player.volume,
+                set_volume=self.player.set_volume,
+            ))
+            session = session_from_config(
+                self.cfg, key, functions=tools.declarations(), google_search=self.cfg.tools.google_search
+            )
             stack.push_async_callback(session.close)
             uplink = Uplink(session, self.cfg.audio, self.cfg.vad)
             try:
@@ -106,9 +120,16 @@ class Daemon:
             except LedsError as exc:
                 raise DaemonError(str(exc)) from None
             stack.callback(leds.close)
-            conductor = Conductor(self.cfg, session, uplink, self.player, leds)
+            async def answer(call: Any) -> Any:
+                return tools.handle(call)
+
+            conductor = Conductor(self.cfg, session, uplink, self.player, leds, tool_handler=answer,
+                                  alarms=self.timers, cancel_tools=tools.cancel)
             conductor.on_state = self._on_state
             self.conductor = conductor
+            # timers that went off while the daemon was down ring now, network or not
+            self.timers.start()
+            stack.push_async_callback(self._stop_timers)
             try:
                 self.capture = Capture(self.cfg.audio, uplink.on_frame, loop, pa=pa)
                 self.capture.start()
@@ -182,6 +203,18 @@ class Daemon:
             kb.on_quit = self.request_stop
             stack.callback(kb.close)
 
+    def _timer_rang(self, timer: Any) -> None:
+        if self.conductor is not None:
+            self.conductor.timer_rang(timer)
+
+    def _timers_changed(self) -> None:
+        if self.conductor is not None:
+            self.conductor.alarms_changed()
+
+    async def _stop_timers(self) -> None:
+        self.timers.stop()
+        await self.timers.flush()
+
     def _on_state(self, state: State, reason: str) -> None:
         sdnotify.status(f"{state.value}: {reason}")
 
@@ -195,7 +228,9 @@ class Daemon:
         conductor = self.conductor
         assert conductor is not None
         if cmd == "status":
-            return {"ok": True, **conductor.status()}
+            return {"ok": True, **conductor.status(), "timers": self.timers.describe()}
+        if cmd == "timers":
+            return {"ok": True, "timers": self.timers.describe()}
         if cmd == "press":
             self._virtual_button.set_pressed(True)
         elif cmd == "release":

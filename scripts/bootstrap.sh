@@ -31,6 +31,8 @@ packages=(gcc portaudio19-dev espeak-ng)
 if [ "$mode" = test ]; then
     # real-time audio rig for the tests: a private PulseAudio behind ALSA's pulse plugin
     packages+=(alsa-utils libasound2-plugins pulseaudio pulseaudio-utils)
+    # the systemd unit is checked with systemd-analyze, the scripts with shellcheck
+    packages+=(systemd shellcheck)
 fi
 # The venv module and Python's headers come from Debian's packages unless this
 # Python already has them (pyenv and the like do).

@@ -622,6 +622,11 @@ class ConnectionHandler:
         await self.emu._changed()
         await self._send({"toolCall": {"functionCalls": calls}})
         await answered.wait()
+        if self.scenario.cancel_tool_calls:
+            # the model dropped the calls (newer input superseded them): the client should undo them
+            ids = [str(call["id"]) for call in calls]
+            turn.cancelled_tool_calls.extend(ids)
+            await self._send({"toolCallCancellation": {"ids": ids}})
 
     async def _reply_audio(self, turn: TurnRecord) -> bytes:
         if self.scenario.reply == "echo" and turn.user_pcm:

@@ -21,7 +21,7 @@ OUTPUT_RATE = 24000
 SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
 
 SCENARIO_HELP = (
-    "echo | tone[:SECONDS] | silent | tool:NAME[:JSON_ARGS] | transcript:TEXT | reply-text:TEXT | urlsafe-b64 | "
+    "echo | tone[:SECONDS] | silent | cancel-tools | tool:NAME[:JSON_ARGS] | transcript:TEXT | reply-text:TEXT | urlsafe-b64 | "
     "drop-after:N | close:CODE[:REASON] | close-after:N:CODE[:REASON] | reject-setup:CODE[:REASON] | "
     "malformed | unknown-message | slow-setup:SECONDS | fault-connections:K"
 )
@@ -48,6 +48,8 @@ class Scenario:
     reply_text: str | None = None  # output transcription text; default describes the reply
     tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     urlsafe_b64: bool = False
+    #: after the tool responses arrive, cancel those calls (the client must undo their effects)
+    cancel_tool_calls: bool = False
     # Faults
     drop_after: int | None = None  # abort TCP (no close frame) after this many server messages
     close_after: int | None = None  # close with close_code/close_reason after this many server messages
@@ -146,6 +148,8 @@ def _apply(s: Scenario, head: str, rest: str, spec: str) -> Scenario:
         return replace(s, transcript=rest)
     if head == "reply-text" and rest:
         return replace(s, reply_text=rest)
+    if head == "cancel-tools" and not rest:
+        return replace(s, cancel_tool_calls=True)
     if head == "urlsafe-b64" and not rest:
         return replace(s, urlsafe_b64=True)
     if head == "drop-after":

@@ -51,7 +51,8 @@ the API key in $KEY_FILE (mode 0600, read only by systemd).
                           voice-bonnet             Adafruit Voice Bonnet (WM8960)
                           usb                      USB microphone and speaker (no overlay)
                           i2s-inmp441-max98357a    INMP441 mic + MAX98357A amp on a breadboard
-                        Without --hat an existing setup is left as it is.
+                        Given again, it rewrites those keys and the block (the owner's
+                        other settings stay); without --hat both are left as they are.
   --api-key-file FILE   read the Gemini API key from FILE ("-" reads standard input).
                         Without it: keep the installed key, or ask for it (input hidden).
   --non-interactive     never ask; a missing key is reported, not asked for
@@ -225,28 +226,16 @@ check_source() {
     done
 }
 
-# The Python that writes and checks the config: the venv's (this machine), else the
-# system's with the source on its path (an image, --skip-deps).
-config_python() {
-    if [ -z "$T" ] && [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import appliance.config' 2>/dev/null; then
-        printf '%s\n' "$VENV/bin/python"
+# Python runs the config writer: the venv's on this machine once it exists, else the
+# system's with the source on its path (an image, --skip-deps, --defer-deps).
+run_config_python() {
+    if [ -z "$T" ] && [ -x "$VENV/bin/python" ]; then
+        "$VENV/bin/python" "$@"
         return
     fi
     local py=${PYTHON:-python3}
     command -v "$py" >/dev/null 2>&1 || die "no $py on this machine; it is needed to write the config"
-    "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
-        die "$("$py" --version 2>&1) is too old to write the config; set PYTHON to a Python 3.11+"
-    printf '%s\n' "$py"
-}
-
-run_config_python() {
-    local py
-    py=$(config_python)
-    if [ "$py" = "$VENV/bin/python" ]; then
-        "$py" "$@"
-    else
-        PYTHONPATH="$SOURCE${PYTHONPATH:+:$PYTHONPATH}" "$py" "$@"
-    fi
+    PYTHONPATH="$SOURCE${PYTHONPATH:+:$PYTHONPATH}" "$py" "$@"
 }
 
 boot_config_path() {
@@ -293,13 +282,13 @@ preset_wm8960() {
     HAT_SETTINGS+=(
         'audio input_device "wm8960"'
         'audio output_device "wm8960"'
-        'audio input_channel 0'
+        'audio input_channel -1'
         'audio input_rate 48000'
         'audio input_channels 2'
         'audio input_format "int16"'
         'audio output_rate 48000'
     )
-    HAT_NOTES+=("the WM8960 runs capture and playback at one rate, so both are set to 48000 Hz")
+    HAT_NOTES+=("the WM8960 runs capture and playback at one rate, so both are set to 48000 Hz; the two microphones are mixed (audio.input_channel = -1)")
 }
 
 preset_i2s_s32() {
@@ -345,7 +334,7 @@ load_hat_preset() {
             HAT_SETTINGS+=(
                 'audio input_device "seeed2micvoicec"'
                 'audio output_device "seeed2micvoicec"'
-                'audio input_channel 0'
+                'audio input_channel -1'
                 'audio input_rate 48000'
                 'audio input_channels 2'
                 'audio input_format "auto"'
@@ -380,7 +369,7 @@ load_hat_preset() {
                 'audio input_channels 0'
                 'audio input_format "auto"'
                 'audio output_rate 0'
-                'button enabled true' 'button pin 17' 'leds kind "none"'
+                'button enabled true' 'button pin 17' 'leds kind "pwm"' 'leds pin 12'
             )
             HAT_NOTES+=("devices are matched by the name part \"USB\"; with two USB sound devices, set audio.input_device and output_device to a longer part of each name (appliance devices lists them)")
             ;;
@@ -666,78 +655,94 @@ install_units() {
 
 # ----------------------------------------------------------------------------- config.toml
 
-# Set section.key = value in the TOML file $1: the key's line in its section (commented
-# out or not) is replaced, later uncommented duplicates dropped; a missing key goes right
-# under the section header, a missing section at the end.  Values are TOML literals.
-set_toml_key() {
-    local file=$1 tmp
-    tmp=$(mktemp "$file.XXXXXX")
-    SECTION=$2 KEY=$3 VALUE=$4 NOTE=$5 awk '
-        function header(line) { return line ~ /^[ \t]*\[[^]]*\][ \t]*(#.*)?$/ }
-        function name_of(line) { sub(/^[ \t]*\[[ \t]*/, "", line); sub(/[ \t]*\].*$/, "", line); return line }
-        function is_key(line, commented) {
-            if (commented) return line ~ ("^#" ENVIRON["KEY"] "[ \t]*=")
-            return line ~ ("^[ \t]*" ENVIRON["KEY"] "[ \t]*=")
-        }
-        BEGIN { want = ENVIRON["SECTION"]; setting = ENVIRON["KEY"] " = " ENVIRON["VALUE"] ENVIRON["NOTE"] }
-        NR == FNR {                     # first pass: is the key there at all?
-            if (header($0)) inside = (name_of($0) == want)
-            else if (inside && (is_key($0, 1) || is_key($0, 0))) present = 1
-            if (inside) seen = 1
-            next
-        }
-        FNR == 1 { inside = 0 }
-        header($0) {
-            inside = (name_of($0) == want)
-            print
-            if (inside && !present && !done) { print setting; done = 1 }
-            next
-        }
-        inside && (is_key($0, 0) || (!done && is_key($0, 1))) {
-            if (!done) { print setting; done = 1 }
-            next
-        }
-        { print }
-        END { if (!seen) { print ""; print "[" want "]"; print setting } }
-    ' "$file" "$file" >"$tmp"
-    mv -f "$tmp" "$file"
-}
+# The config writer, in Python because the package itself knows its template and its
+# rules.  Arguments: the config file, the HAT, the control socket, then "section key value"
+# settings.  Prints the new file; exit 4 (and the reason on stderr) if it does not load.
+# A key is set by replacing its line within its section, commented out or not, and
+# dropping later uncommented duplicates; a missing key goes right under the section
+# header, a missing section at the end.  So rerunning changes nothing.
+CONFIG_WRITER='
+import os, re, sys, tempfile
+if sys.version_info < (3, 11):
+    sys.exit("Python %s is too old to write the config; set PYTHON to Python 3.11 or newer" % sys.version.split()[0])
+from appliance.config import ConfigError, config_template, load_config
+
+HEADER = re.compile(r"^\s*\[([^\]]*)\]\s*(#.*)?$")
+
+def set_key(lines, section, key, value, note):
+    wanted = f"{key} = {value}{note}"
+    plain = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    commented = re.compile(rf"^#{re.escape(key)}\s*=")
+    out, current, header_at, done = [], None, None, False
+    for line in lines:
+        match = HEADER.match(line)
+        if match:
+            current = match.group(1).strip()
+            out.append(line)
+            if current == section and header_at is None:
+                header_at = len(out)
+            continue
+        if current == section and (plain.match(line) or (not done and commented.match(line))):
+            if not done:
+                out.append(wanted)
+                done = True
+            continue
+        out.append(line)
+    if not done:
+        if header_at is None:
+            out += ["", f"[{section}]", wanted]
+        else:
+            out.insert(header_at, wanted)
+    return out
+
+path, hat, socket, *settings = sys.argv[1:]
+if os.path.exists(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        sys.exit(f"cannot read {path}: {exc}")
+else:
+    lines = config_template().splitlines()
+    # ctl and the daemon must agree on the socket: systemd puts it in /run/appliance.
+    lines = set_key(lines, "control", "socket", f"\"{socket}\"", "  # set by install.sh")
+for item in settings:
+    section, key, value = item.split(" ", 2)
+    lines = set_key(lines, section, key, value, f"  # set by install.sh --hat {hat}")
+content = "\n".join(lines) + "\n"
+
+with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False, encoding="utf-8") as handle:
+    handle.write(content)
+try:
+    load_config(handle.name, env={})
+    problem = ""
+except ConfigError as exc:
+    problem = str(exc).replace(handle.name, path)
+finally:
+    os.unlink(handle.name)
+sys.stdout.write(content)
+if problem:
+    print(problem, file=sys.stderr)
+    sys.exit(4)
+'
 
 write_config() {
-    local dest=$T$CONFIG work
-    work=$(mktemp)
-    if [ -f "$dest" ]; then
-        if [ -z "$HAT" ]; then
-            rm -f "$work"
-            say "keeping ${CONFIG} as it is"
-            return 0
-        fi
-        cat "$dest" >"$work"
-    else
-        run_config_python -c 'from appliance.config import config_template; print(config_template(), end="")' >"$work" ||
-            die "could not write the config template from $SOURCE"
-        # ctl and the daemon must agree on the socket; systemd's RuntimeDirectory is /run/appliance.
-        set_toml_key "$work" control socket "\"$CONTROL_SOCKET\"" "  # set by install.sh"
+    local dest=$T$CONFIG
+    if [ -f "$dest" ] && [ -z "$HAT" ]; then
+        say "keeping ${CONFIG} as it is"
+        return 0
     fi
-    local item section key value
-    for item in "${HAT_SETTINGS[@]}"; do
-        read -r section key value <<<"$item"
-        set_toml_key "$work" "$section" "$key" "$value" "  # set by install.sh --hat $HAT"
-    done
+    local work problem rc=0
+    work=$(mktemp)
+    problem=$(run_config_python -c "$CONFIG_WRITER" "$dest" "$HAT" "$CONTROL_SOCKET" "${HAT_SETTINGS[@]}" \
+        2>&1 >"$work") || rc=$?
+    case "$rc" in
+        0) ;;
+        4) warn "${CONFIG} does not load: $problem" ;;
+        *) rm -f "$work"; die "could not write ${CONFIG}: ${problem##*$'\n'}" ;;
+    esac
     write_file "$dest" 0644 0 0 <"$work"
     rm -f "$work"
-    local problem
-    if ! problem=$(run_config_python -c '
-import sys
-from appliance.config import ConfigError, load_config
-try:
-    load_config(sys.argv[1], env={})
-except ConfigError as exc:
-    print(exc)
-    sys.exit(1)
-' "$dest" 2>&1); then
-        warn "${CONFIG} does not load: $problem"
-    fi
 }
 
 # ----------------------------------------------------------------------------- API key
@@ -842,11 +847,11 @@ check_overlay_present() {
     local overlays
     overlays=$(dirname "$(boot_config_path)")/overlays
     [ -f "$overlays/respeaker-2mic-v2_0-overlay.dtbo" ] && return 0
-    warn "the ReSpeaker v2 overlay is not in the Raspberry Pi kernel. Build it once on the Pi:"
+    warn "the ReSpeaker v2 overlay is not in the Raspberry Pi kernel. Build it once on the Pi (Seeed's recipe):"
     cat >&2 <<EOF
-    git clone --depth 1 https://github.com/Seeed-Studio/seeed-linux-dtoverlays
-    cd seeed-linux-dtoverlays && make overlays/rpi/respeaker-2mic-v2_0-overlay.dtbo
-    sudo cp overlays/rpi/respeaker-2mic-v2_0-overlay.dtbo ${overlays#"$T"}/
+    curl -fLO https://raw.githubusercontent.com/Seeed-Studio/seeed-linux-dtoverlays/master/overlays/rpi/respeaker-2mic-v2_0-overlay.dts
+    dtc -I dts -O dtb -o respeaker-2mic-v2_0-overlay.dtbo respeaker-2mic-v2_0-overlay.dts
+    sudo cp respeaker-2mic-v2_0-overlay.dtbo ${overlays#"$T"}/
   then reboot.
 EOF
 }

@@ -23,14 +23,17 @@ Writes onto the boot partition of a freshly flashed Raspberry Pi OS (Lite) card:
   appliance/api-key         the API key, until the first boot moves it to
                             /etc/appliance/gemini-api-key (mode 0600)
   user-data, network-config Trixie: cloud-init sets up the user, SSH and Wi-Fi and runs
-                            the installer once the network is up (first boot)
+                            the installer once the network is up (first boot), then
+                            reboots if the sound card needs its overlay (network-config
+                            only on a cloud-init card)
   firstrun.sh               Bookworm: the same, run by systemd.run= from cmdline.txt
                             before the network is up; the installer's first-boot unit
                             finishes on the next boot
 
   --boot DIR            the mounted boot partition (has cmdline.txt and config.txt)
   --ssh-key-file FILE   an SSH *public* key (.pub) for the login user (required)
-  --user NAME           the login user (default: pi); no password, SSH key only
+  --user NAME           the login user (default: pi); no password, SSH key only. On a
+                        card already set up by Raspberry Pi Imager, give Imager's user
   --hostname NAME       the Pi's host name (default: kitchen), reachable as NAME.local
   --wifi-ssid SSID      the Wi-Fi network (leave out for Ethernet)
   --wifi-psk-file FILE  a file holding the Wi-Fi passphrase
@@ -169,8 +172,12 @@ check_api_key() {
     [ -f "$API_KEY_FILE" ] || die "--api-key-file $API_KEY_FILE does not exist"
     local key
     key=$(<"$API_KEY_FILE")
-    key=${key//[[:space:]]/}
+    key=${key#"${key%%[![:space:]]*}"}
+    key=${key%"${key##*[![:space:]]}"}
     [ -n "$key" ] || die "--api-key-file $API_KEY_FILE is empty"
+    if [[ $key =~ [[:space:]] ]]; then
+        die "--api-key-file $API_KEY_FILE must hold only the key, on one line with no spaces"
+    fi
 }
 
 check_hat() {
@@ -194,30 +201,28 @@ yq() {
 
 PAYLOAD_FILES=(pyproject.toml README.md LICENSE appliance scripts systemd)
 
-source_size_kb() {
-    (cd "$SOURCE" && for top in "${PAYLOAD_FILES[@]}"; do
+# The files to copy, NUL-separated and relative to $SOURCE: no caches, no dot files.
+payload_list() {
+    local top
+    cd "$SOURCE"
+    for top in "${PAYLOAD_FILES[@]}"; do
         [ -e "$top" ] || continue
         find "$top" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' ! -name '.*' -print0
-    done) | (cd "$SOURCE" && xargs -0 du -ck 2>/dev/null) | awk '$2 == "total" {kb += $1} END {print kb + 0}'
+    done
 }
 
 copy_source() {
-    local dest=$BOOT/appliance/src need free
-    need=$(( $(source_size_kb) + 1024 ))
+    local dest=$BOOT/appliance/src need free size
+    size=$( (payload_list | xargs -0 du -ck) | awk '$2 == "total" {kb += $1} END {print kb + 0}')
+    need=$((size + 1024))
     free=$(df -Pk "$BOOT" | awk 'NR == 2 {print $4}')
     if [ -n "$free" ] && [ "$free" -lt "$need" ]; then
         die "the boot partition has ${free} KiB free; the appliance needs ${need} KiB"
     fi
     rm -rf "$dest"
     mkdir -p "$dest"
-    (cd "$SOURCE" && for top in "${PAYLOAD_FILES[@]}"; do
-        [ -e "$top" ] || continue
-        find "$top" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' ! -name '.*' -print0
-    done) | while IFS= read -r -d '' rel; do
-        mkdir -p "$dest/$(dirname "$rel")"
-        cp "$SOURCE/$rel" "$dest/$rel"
-    done
-    say "copied the appliance source ($(( need - 1024 )) KiB) to appliance/src"
+    (payload_list | xargs -0 cp --parents -t "$dest" --)
+    say "copied the appliance source (${size} KiB) to appliance/src"
 }
 
 write_install_on_pi() {
@@ -239,9 +244,14 @@ EOF
 args=(--non-interactive --source "$here/src")
 if [ -n "$hat" ]; then args+=(--hat "$hat"); fi
 if [ -f "$here/api-key" ]; then args+=(--api-key-file "$here/api-key"); fi
+before=$(cksum <"$boot/config.txt")
 if ! bash "$here/src/scripts/install.sh" "${args[@]}" "$@" >>"$log" 2>&1; then
     echo "appliance: installation failed; see $log" >&2
     exit 1
+fi
+# A new overlay needs a reboot; cloud-init's power_state reboots when this flag exists.
+if [ "$(cksum <"$boot/config.txt")" != "$before" ]; then
+    touch /run/appliance-reboot-needed
 fi
 # Now in /etc/appliance/gemini-api-key (mode 0600) and /opt/appliance/src.
 rm -f "$here/api-key"
@@ -277,6 +287,11 @@ write_user_data() {
         printf 'runcmd:\n'
         printf '  - [systemctl, enable, --now, ssh]\n'
         printf '  - [bash, /boot/firmware/appliance/install-on-pi.sh]\n'
+        printf '# The sound card overlay takes effect after a reboot.\n'
+        printf 'power_state:\n'
+        printf '  mode: reboot\n'
+        printf '  message: "appliance installed; rebooting to load the sound card driver"\n'
+        printf '  condition: [test, -e, /run/appliance-reboot-needed]\n'
     } >"$BOOT/user-data"
 }
 
@@ -460,6 +475,7 @@ main() {
     mkdir -p "$BOOT/appliance"
     copy_source
     if [ -n "$API_KEY_FILE" ]; then
+        # Checked above: one word, maybe with blank lines around it.
         tr -d '[:space:]' <"$API_KEY_FILE" >"$BOOT/appliance/api-key"
         printf '\n' >>"$BOOT/appliance/api-key"
     else
@@ -470,8 +486,9 @@ main() {
     backup_once user-data
     backup_once network-config
     write_user_data
-    write_network_config
     if [ "$METHOD" = cloud-init ]; then
+        # Only cloud-init reads these; firstrun.sh carries the derived Wi-Fi key itself.
+        write_network_config
         write_meta_data
     fi
     if [ -f "$BOOT/firstrun.sh" ] && ! grep -q "provision-image.sh" "$BOOT/firstrun.sh"; then

@@ -21,7 +21,7 @@ import pytest
 from appliance.audio import speech
 from appliance.audio.frames import FRAME_SAMPLES, RATE
 from appliance.audio.resample import resample
-from appliance.config import AudioConfig, Config, LiveConfig, VadConfig
+from appliance.config import AudioConfig, VadConfig
 from appliance.live import protocol as p
 from appliance.live.emulator import Emulator, EmulatorConfig, Scenario
 from appliance.live.session import LiveSession

@@ -6,15 +6,13 @@ driven by `appliance ctl`."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import re
 import signal
 import socket
-import threading
 import sys
+import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,25 +20,12 @@ import pytest
 from appliance.audio import speech
 from appliance.audio.frames import RATE
 from appliance.conductor import State
-from appliance.config import AudioConfig, ButtonConfig, Config, ControlConfig, LedsConfig, LiveConfig, StateConfig
 from appliance.control import request
 from appliance.daemon import Daemon
 from appliance.live.emulator import Emulator, EmulatorConfig, Scenario
-from rigs import PulseRig
+from harness import BUTTON_PIN, KEY, LED_PIN, Running, config_for, eventually, speak
 
-KEY = "test-key-daemon-5c1f"
-BUTTON_PIN, LED_PIN = 17, 12
 QUESTION = "What is a good temperature for roasting vegetables?"
-
-
-@pytest.fixture(scope="module")
-def pulse(tmp_path_factory):
-    rig = PulseRig(tmp_path_factory.mktemp("pulse-daemon"))
-    rig.start()
-    try:
-        yield rig
-    finally:
-        rig.stop()
 
 
 @pytest.fixture(scope="module")
@@ -48,77 +33,6 @@ def question() -> bytes:
     pcm = speech.spoken(QUESTION, RATE)
     assert pcm, "espeak-ng is needed (scripts/bootstrap.sh installs it)"
     return pcm
-
-
-@pytest.fixture
-def gpio():
-    from gpiozero import Device
-    from gpiozero.pins.mock import MockFactory, MockPWMPin
-
-    factory = MockFactory(pin_class=MockPWMPin)
-    previous = Device.pin_factory
-    Device.pin_factory = factory
-    try:
-        yield factory
-    finally:
-        factory.reset()
-        Device.pin_factory = previous
-
-
-def config_for(emu: Emulator, tmp_path: Path, **live) -> Config:
-    return dataclasses.replace(
-        Config(),
-        live=dataclasses.replace(LiveConfig(), endpoint=emu.url, **live),
-        audio=dataclasses.replace(AudioConfig(), input_device="pulse", output_device="pulse"),
-        button=dataclasses.replace(ButtonConfig(), pin=BUTTON_PIN, debounce_ms=5),
-        leds=dataclasses.replace(LedsConfig(), kind="pwm", pin=LED_PIN, idle_brightness=0.0),
-        control=ControlConfig(socket=str(tmp_path / "control.sock")),
-        state=StateConfig(dir=str(tmp_path / "state")),
-    )
-
-
-async def eventually(predicate, timeout: float, what: str) -> None:
-    """Poll a condition with a deadline (for values with no event to wait on)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-class Running:
-    """A Daemon running in this event loop, torn down by SIGTERM semantics (request_stop)."""
-
-    def __init__(self, cfg: Config, monkeypatch, gpio) -> None:
-        monkeypatch.setenv("GEMINI_API_KEY", KEY)
-        self.daemon = Daemon(cfg, pin_factory=gpio, printer=lambda _line: None)
-        self.task: asyncio.Task[int] | None = None
-
-    async def __aenter__(self) -> Daemon:
-        self.task = asyncio.create_task(self.daemon.run())
-        await eventually(lambda: self.daemon.conductor is not None or self.task.done(), 15, "the daemon to start")
-        if self.task.done():
-            self.task.result()
-        conductor = self.daemon.conductor
-        await conductor.wait_state(State.IDLE, 15)
-        # the rig's capture stream starts late; wait until frames flow
-        await eventually(lambda: self.daemon.capture.stats.frames > 25, 15, "microphone frames")
-        return self.daemon
-
-    async def __aexit__(self, *exc) -> None:
-        self.daemon.request_stop()
-        assert await asyncio.wait_for(self.task, 10) == 0
-
-
-async def speak(rig: PulseRig, pcm: bytes) -> None:
-    player = rig.play_into_mic(pcm, RATE)
-    await asyncio.to_thread(player.wait, 30)
-
-
-def led_levels(gpio) -> list[float]:
-    return [state for _, state in gpio.pin(LED_PIN).states] if hasattr(gpio.pin(LED_PIN).states[0], "state") else [
-        s.state for s in gpio.pin(LED_PIN).states
-    ]
 
 
 def test_hold_to_talk_with_the_gpio_button(pulse, question, gpio, tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from appliance.audio.frames import RATE
 from appliance.conductor import State
 from appliance.control import request
 from appliance.live.emulator import Emulator, EmulatorConfig, Scenario
-from test_daemon import BUTTON_PIN, Running, config_for, gpio, pulse, speak  # noqa: F401 - fixtures
+from harness import BUTTON_PIN, Running, config_for, speak
 
 QUESTION = "Set a timer for the eggs please."
 

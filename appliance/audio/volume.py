@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
+
+from ..atomicfile import write_atomic
 
 __all__ = [
     "MIN_DB",
@@ -152,35 +152,7 @@ class VolumeStore:
         level = validate_level(level)
         payload = json.dumps({"volume": level}) + "\n"
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    handle.write(payload)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except FileNotFoundError:
-                    pass
-                raise
-            _fsync_dir(self.path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the rename itself durable (best effort; some filesystems refuse a directory fsync)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+            write_atomic(self.path, payload)
 
 
 def initial_level(configured: int, store: VolumeStore | None) -> int:

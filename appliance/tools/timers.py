@@ -30,7 +30,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from appliance.atomicfile import write_atomic
 from appliance.config import TimersConfig
 
 __all__ = [
@@ -133,22 +133,7 @@ class TimerStore:
         """Replace the file in one step: a crash leaves the old file or the new one, never half."""
         payload = json.dumps(_encode(stored), indent=1) + "\n"
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-            try:
-                os.fchmod(fd, 0o600)
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    handle.write(payload)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except FileNotFoundError:
-                    pass
-                raise
-            _fsync_dir(self.path.parent)
+            write_atomic(self.path, payload, mode=0o600)
 
     def _set_aside(self, problem: str) -> None:
         try:
@@ -215,20 +200,6 @@ def _decode_timer(raw: Any) -> Timer:
     if timer.call_id is not None and not isinstance(timer.call_id, str):
         raise ValueError(f"timer {timer.id} has a bad call_id")
     return timer
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the rename itself durable (best effort: some filesystems refuse a directory fsync)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _reason(exc: BaseException) -> str:

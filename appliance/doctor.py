@@ -339,8 +339,9 @@ async def check_api_key(ctx: _Context) -> Check:
         return _fail(
             name,
             "no API key found",
-            f"write the key to a file, chmod 600 it and name it in live.api_key_file "
-            f"(scripts/install.sh --api-key-file does this), or set {API_KEY_ENV}",
+            f"on the Pi run `sudo scripts/install.sh --api-key-file FILE` (the service then gets it as "
+            f"the systemd credential gemini-api-key); elsewhere set {API_KEY_ENV}, or put it in a "
+            f"chmod-600 file named by live.api_key_file",
         )
     source, path = _key_source(cfg, environ)
     # load_api_key warns about its own key file; a credential file handed over by hand (not by

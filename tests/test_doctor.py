@@ -250,7 +250,7 @@ def test_a_missing_key_fails_for_the_google_endpoint(tmp_path):
     cfg = dataclasses.replace(cfg, live=dataclasses.replace(cfg.live, api_key_file=""))
     code, lines = run_doctor(cfg, make_env(tmp_path), "--only", "api-key", "--only", "key-accepted")
     assert code == 1
-    assert lines[0].startswith("FAIL api-key: no API key found — write the key to a file, chmod 600 it")
+    assert lines[0].startswith("FAIL api-key: no API key found — on the Pi run `sudo scripts/install.sh --api-key-file FILE`")
     assert lines[1] == "FAIL key-accepted: not tried: no API key — see the api-key check"
 
 

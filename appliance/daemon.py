@@ -197,10 +197,9 @@ class Daemon:
             from .keyboard import KeyboardButton
 
             try:
-                kb = KeyboardButton(loop, conductor.gesture, printer=self.printer)
+                kb = KeyboardButton(loop, conductor.gesture, printer=self.printer, on_quit=self.request_stop)
             except ButtonError as exc:
                 raise DaemonError(str(exc)) from None
-            kb.on_quit = self.request_stop
             stack.callback(kb.close)
 
     def _timer_rang(self, timer: Any) -> None:

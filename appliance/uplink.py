@@ -71,7 +71,8 @@ class TurnReport:
 
     @property
     def release_to_end_ms(self) -> float | None:
-        if self.end_sent_at is None or self.released_at is None:
+        """Hold-to-talk only: after a tap the release says nothing about the end of speech."""
+        if self.end_sent_at is None or self.released_at is None or self.mode is Mode.TAP:
             return None
         return (self.end_sent_at - self.released_at) * 1000
 

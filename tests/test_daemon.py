@@ -267,3 +267,42 @@ def test_a_reply_that_never_comes_returns_to_idle_with_an_error(pulse, question,
     conductor = asyncio.run(scenario())
     assert conductor.turns[-1].outcome == "no reply in time"
     assert "no reply within 1.5 s" in conductor.last_error
+
+
+def test_the_keyboard_is_the_button_on_a_machine_without_gpio(pulse, tmp_path):
+    """`appliance run --keyboard` in a terminal: the help line, then `q` quits cleanly."""
+    import pty
+
+    async def scenario():
+        async with Emulator(EmulatorConfig(pace=0), Scenario(reply="tone")) as emu:
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIANCE_", "GEMINI_", "GPIOZERO_"))}
+            env.update(pulse.env())
+            env["GEMINI_API_KEY"] = KEY
+            master, slave = pty.openpty()
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "appliance", "--set", f"live.endpoint={emu.url}",
+                "--set", "audio.input_device=pulse", "--set", "audio.output_device=pulse",
+                "--set", f"control.socket={tmp_path / 'kb.sock'}", "--set", f"state.dir={tmp_path / 'state'}",
+                "run", "--keyboard",
+                stdin=slave, stdout=slave, stderr=asyncio.subprocess.PIPE, env=env,
+            )
+            os.close(slave)
+            seen = b""
+            try:
+                deadline = time.monotonic() + 20
+                while b"q = quit" not in seen:
+                    assert time.monotonic() < deadline, seen
+                    seen += await asyncio.to_thread(os.read, master, 4096)
+                await emu.wait_for(lambda e: e.connections and e.connections[0].setup_complete, 10)
+                os.write(master, b"q")
+                code = await asyncio.wait_for(proc.wait(), 5)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+                os.close(master)
+            return code, emu
+
+    code, emu = asyncio.run(scenario())
+    assert code == 0
+    assert emu.connections[0].closed_by == "client" and emu.connections[0].close_code == 1000

@@ -7,9 +7,12 @@ only one combination (S32_LE, 48 kHz, stereo).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -63,7 +66,31 @@ def open_pyaudio() -> Any:
     silence_alsa_errors()
     import pyaudio
 
-    return pyaudio.PyAudio()
+    with _quiet_stderr():
+        return pyaudio.PyAudio()
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Hide what PortAudio's initialisation prints straight to fd 2.
+
+    Debian builds PortAudio with JACK, which prints a dozen "Cannot connect to server"
+    lines at every start on a box without a JACK server; in the journal they look like
+    failures.  Only the initialisation is hidden: a device that really fails to open
+    raises later, with our own one-line error.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 # ----------------------------------------------------------------------------------------------------------

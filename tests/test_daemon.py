@@ -306,3 +306,37 @@ def test_the_keyboard_is_the_button_on_a_machine_without_gpio(pulse, tmp_path):
     code, emu = asyncio.run(scenario())
     assert code == 0
     assert emu.connections[0].closed_by == "client" and emu.connections[0].close_code == 1000
+
+
+def test_a_question_asked_while_offline_is_answered_when_the_link_is_back(pulse, question, gpio, tmp_path, monkeypatch):
+    """The press plays the no-network earcon, the utterance is kept, and it goes out on reconnect."""
+    pulse.activate(monkeypatch)
+
+    async def scenario():
+        first = Emulator(EmulatorConfig(pace=0), Scenario(reply="tone", tone_seconds=0.3))
+        await first.start()
+        port = first.port
+        second = Emulator(EmulatorConfig(pace=0, port=port), Scenario(reply="tone", tone_seconds=0.3))
+        try:
+            async with Running(config_for(first, tmp_path, reply_timeout_s=30.0), monkeypatch, gpio) as daemon:
+                conductor = daemon.conductor
+                mark = conductor.seq
+                await first.stop()  # the router reboots
+                await conductor.wait_state(State.OFFLINE, 10, since=mark)
+                assert (await request(daemon.control_path, "press"))["ok"]
+                await conductor.wait_state(State.LISTENING, 5, since=mark)
+                await speak(pulse, question)
+                assert (await request(daemon.control_path, "release"))["ok"]
+                thinking = await conductor.wait_state(State.THINKING, 10, since=mark)
+                await second.start()  # the network is back
+                speaking = await conductor.wait_state(State.SPEAKING, 30, since=thinking)
+                await conductor.wait_state(State.IDLE, 10, since=speaking)
+                return second, conductor
+        finally:
+            await first.stop()
+            await second.stop()
+
+    second, conductor = asyncio.run(scenario())
+    heard = np.frombuffer(second.turns[0].user_pcm, "<i2")
+    assert len(heard) / RATE >= len(question) / 2 / RATE  # the whole question, sent late
+    assert conductor.turns[-1].outcome == "answered"

@@ -32,6 +32,7 @@ from appliance.audio.devices import (
 )
 from appliance.audio.frames import FRAME_BYTES, RATE
 from appliance.audio.resample import StreamResampler, int32_to_int16, select_or_mix_channels
+from appliance.audio.stream import DeviceStream
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class FrameConverter:
         return [chunk[i : i + FRAME_BYTES] for i in range(0, whole, FRAME_BYTES)]
 
 
-class Capture:
+class Capture(DeviceStream):
     """The always-open microphone; `on_frame(frame)` runs on `loop` for every 20 ms frame, in order."""
 
     def __init__(
@@ -94,13 +95,10 @@ class Capture:
         *,
         pa: Any = None,
     ) -> None:
+        super().__init__(pa)
         self._cfg = audio_cfg
         self._on_frame = on_frame
         self._loop = loop
-        self._pa = pa
-        self._owns_pa = pa is None
-        self._stream: Any = None
-        self._format: InputFormat | None = None
         self._converter: FrameConverter | None = None
         self._wanted = False  # the stream should be running (watch() restores it if not)
         self._queue: collections.deque[bytes] = collections.deque(maxlen=HANDOFF_FRAMES)
@@ -110,25 +108,11 @@ class Capture:
         self._overflow_flag = 0
         self._continue = 0
         self.stats = CaptureStats()
-        #: time.monotonic() of the latest PortAudio callback; the daemon's watchdog reads it.
-        self.last_callback_at = 0.0
         self._warned_at = -WARN_INTERVAL_S
         self._warned_overflows = 0
         self._warned_drops = 0
 
     # -- lifecycle (loop side)
-
-    @property
-    def format(self) -> InputFormat | None:
-        """The format the stream is open with, or None while closed."""
-        return self._format
-
-    @property
-    def running(self) -> bool:
-        return self._stream is not None
-
-    def seconds_since_callback(self) -> float:
-        return time.monotonic() - self.last_callback_at
 
     def start(self) -> InputFormat:
         """Find the configured microphone, open it at a format it accepts and start streaming.
@@ -186,36 +170,19 @@ class Capture:
         """stop(), and terminate the PyAudio instance if this Capture created it."""
         with self._lifecycle:
             self.stop()
-            if self._owns_pa and self._pa is not None:
-                self._pa.terminate()
-                self._pa = None
+            self._forget_pa()
 
     def restart(self) -> InputFormat:
         """Reopen the stream from scratch (after an unplug); a PyAudio we own is recreated to rescan devices."""
         with self._lifecycle:
             self._close_stream()
-            if self._owns_pa and self._pa is not None:
-                self._pa.terminate()
-                self._pa = None
+            self._forget_pa()
             fmt = self._start()
             self.stats.restarts += 1
             return fmt
 
-    def _close_stream(self) -> None:
-        stream, self._stream = self._stream, None
-        self._format = None
+    def _after_close(self) -> None:
         self._queue.clear()
-        if stream is None:
-            return
-        try:
-            if stream.is_active():
-                stream.stop_stream()
-        except OSError:
-            pass  # already stopped, or the device is gone: closing is all that is left
-        try:
-            stream.close()
-        except OSError:
-            pass
 
     async def watch(self, stall_s: float = 2.0) -> None:
         """Run forever: when no callback came for `stall_s` while the stream should run, reopen it with backoff.

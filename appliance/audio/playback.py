@@ -34,6 +34,7 @@ from appliance.audio.devices import (
     pa_sample_format,
 )
 from appliance.audio.earcons import earcon
+from appliance.audio.stream import DeviceStream
 from appliance.audio.jitter import JitterBuffer, JitterEvents
 from appliance.audio.resample import StreamResampler
 from appliance.audio.volume import GainRamp, VolumeStore, initial_level, validate_level
@@ -128,7 +129,7 @@ class _EarconMixer:
         return out
 
 
-class Player:
+class Player(DeviceStream):
     """The always-open speaker. Public methods run on `loop`; see the module docstring for the threads."""
 
     def __init__(
@@ -139,20 +140,15 @@ class Player:
         state_dir: Path | None = None,
         pa: Any = None,
     ) -> None:
+        super().__init__(pa)
         self._cfg = audio_cfg
         self._loop = loop
-        self._pa = pa
-        self._owns_pa = pa is None
         self._store = VolumeStore(state_dir) if state_dir is not None else None
         self._level = initial_level(int(audio_cfg.volume), self._store)
         self._save_running = False
         self._save_again = False
         self.events = PlayerEvents()
         self.stats = PlayerStats()
-        #: time.monotonic() of the latest PortAudio callback; the daemon's watchdog reads it.
-        self.last_callback_at = 0.0
-        self._stream: Any = None
-        self._format: OutputFormat | None = None
         self._jitter: JitterBuffer | None = None
         self._resampler: StreamResampler | None = None
         self._speech_gain: GainRamp | None = None
@@ -164,18 +160,6 @@ class Player:
         self._underflow_flag = 0
 
     # ------------------------------------------------------------------ lifecycle
-
-    @property
-    def format(self) -> OutputFormat | None:
-        """The format the stream is open with, or None while closed."""
-        return self._format
-
-    @property
-    def running(self) -> bool:
-        return self._stream is not None
-
-    def seconds_since_callback(self) -> float:
-        return time.monotonic() - self.last_callback_at
 
     def start(self) -> OutputFormat:
         """Find the configured speaker, open it at a format it accepts and start playing (silence)."""
@@ -226,9 +210,7 @@ class Player:
     def close(self) -> None:
         """stop(), and terminate the PyAudio instance if this Player created it."""
         self.stop()
-        if self._owns_pa and self._pa is not None:
-            self._pa.terminate()
-            self._pa = None
+        self._forget_pa()
 
     def restart(self) -> OutputFormat:
         """Reopen the stream from scratch (after an unplug); a PyAudio we own is recreated to rescan devices.
@@ -236,26 +218,10 @@ class Player:
         Audio still buffered is lost; the volume is kept.
         """
         self._close_stream()
-        if self._owns_pa and self._pa is not None:
-            self._pa.terminate()
-            self._pa = None
+        self._forget_pa()
         fmt = self.start()
         self.stats.restarts += 1
         return fmt
-
-    def _close_stream(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                if stream.is_active():
-                    stream.stop_stream()  # returns after the last callback: the format can go after this
-            except OSError:
-                pass  # the device is gone: closing is all that is left
-            try:
-                stream.close()
-            except OSError:
-                pass
-        self._format = None
 
     # ------------------------------------------------------------------ replies (loop side)
 

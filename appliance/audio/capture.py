@@ -28,7 +28,6 @@ from appliance.audio.devices import (
     choose_input_format,
     find_device,
     open_pyaudio,
-    pa_sample_format,
 )
 from appliance.audio.frames import FRAME_BYTES, RATE
 from appliance.audio.resample import StreamResampler, int32_to_int16, select_or_mix_channels
@@ -133,22 +132,7 @@ class Capture(DeviceStream):
         self._continue = PA_CONTINUE
         self._converter = FrameConverter(fmt, int(self._cfg.input_channel))
         self.last_callback_at = time.monotonic()
-        try:
-            stream = self._pa.open(
-                format=pa_sample_format(fmt.sample_format),
-                channels=fmt.channels,
-                rate=fmt.rate,
-                input=True,
-                input_device_index=device.index,
-                frames_per_buffer=fmt.frames_per_buffer,
-                stream_callback=self._callback,
-                start=False,
-            )
-        except (OSError, ValueError) as exc:
-            raise AudioDeviceError(
-                f'cannot open microphone "{device.name}" at {fmt.describe()}: {exc}; '
-                "is another program using it? (check with: fuser -v /dev/snd/*)"
-            ) from None
+        stream = self._open_stream(device, fmt, output=False)
         self._stream = stream
         self._format = fmt
         self._wanted = True

@@ -177,22 +177,7 @@ class Player(DeviceStream):
         self._earcon_gain = GainRamp(fmt.rate, max(self._level, EARCON_MIN_LEVEL))
         self._mixer = _EarconMixer()
         self.last_callback_at = time.monotonic()
-        try:
-            stream = self._pa.open(
-                format=pa_sample_format(fmt.sample_format),
-                channels=fmt.channels,
-                rate=fmt.rate,
-                output=True,
-                output_device_index=device.index,
-                frames_per_buffer=fmt.frames_per_buffer,
-                stream_callback=self._callback,
-                start=False,
-            )
-        except (OSError, ValueError) as exc:
-            raise AudioDeviceError(
-                f'cannot open speaker "{device.name}" at {fmt.describe()}: {exc}; '
-                "is another program using it? (check with: fuser -v /dev/snd/*)"
-            ) from None
+        stream = self._open_stream(device, fmt, output=True)
         self._stream = stream
         self._format = fmt
         try:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from appliance.audio.devices import AudioDeviceError, pa_sample_format
+
 
 class DeviceStream:
     """The stream, the PyAudio that owns it, and the liveness clock."""
@@ -33,6 +35,33 @@ class DeviceStream:
 
     def seconds_since_callback(self) -> float:
         return time.monotonic() - self.last_callback_at
+
+    def _open_stream(self, device: Any, fmt: Any, *, output: bool) -> Any:
+        """Open (not start) the device at `fmt`, calling the subclass's `_callback` on PortAudio's thread.
+
+        AudioDeviceError says what to check.
+        """
+        what = "speaker" if output else "microphone"
+        direction = (
+            {"output": True, "output_device_index": device.index}
+            if output
+            else {"input": True, "input_device_index": device.index}
+        )
+        try:
+            return self._pa.open(
+                format=pa_sample_format(fmt.sample_format),
+                channels=fmt.channels,
+                rate=fmt.rate,
+                frames_per_buffer=fmt.frames_per_buffer,
+                stream_callback=self._callback,
+                start=False,
+                **direction,
+            )
+        except (OSError, ValueError) as exc:
+            raise AudioDeviceError(
+                f'cannot open {what} "{device.name}" at {fmt.describe()}: {exc}; '
+                "is another program using it? (check with: fuser -v /dev/snd/*)"
+            ) from None
 
     def _close_stream(self) -> None:
         stream, self._stream = self._stream, None

@@ -539,18 +539,25 @@ def _refusal_advice(reason: str, model: str) -> str:
 # --------------------------------------------------------------------------- 6. audio devices
 
 
+async def _start_pyaudio(env: DoctorEnv, name: str, alsa_tool: str) -> Any:
+    """A PyAudio instance, or the failed Check that says why there is none."""
+    try:
+        return await _blocking(env.pa_factory, name="doctor-pyaudio")
+    except ImportError:
+        return _fail(name, "PyAudio is missing", _PYAUDIO_ADVICE)
+    except OSError as exc:
+        return _fail(name, f"PortAudio did not start: {_os_error_text(exc)}", f"check that ALSA works: {alsa_tool}")
+
+
 async def check_audio_devices(ctx: _Context) -> Check:
     name = "audio-devices"
     env, audio = ctx.env, ctx.cfg.audio
     from .audio.devices import AudioDeviceError, choose_input_format, find_device
     from .audio.playback import choose_output_format
 
-    try:
-        pa = await _blocking(env.pa_factory, name="doctor-pyaudio")
-    except ImportError:
-        return _fail(name, "PyAudio is missing", _PYAUDIO_ADVICE)
-    except OSError as exc:
-        return _fail(name, f"PortAudio did not start: {_os_error_text(exc)}", "check that ALSA works: aplay -l")
+    pa = await _start_pyaudio(env, name, "aplay -l")
+    if isinstance(pa, Check):
+        return pa
 
     def probe() -> tuple[list[str], list[str]]:
         found: list[str] = []
@@ -599,12 +606,9 @@ async def check_microphone(ctx: _Context) -> Check:
     from .audio.devices import AudioDeviceError
     from .audio.frames import FRAME_MS
 
-    try:
-        pa = await _blocking(env.pa_factory, name="doctor-pyaudio")
-    except ImportError:
-        return _fail(name, "PyAudio is missing", _PYAUDIO_ADVICE)
-    except OSError as exc:
-        return _fail(name, f"PortAudio did not start: {_os_error_text(exc)}", "check that ALSA works: arecord -l")
+    pa = await _start_pyaudio(env, name, "arecord -l")
+    if isinstance(pa, Check):
+        return pa
 
     wanted = max(1, round(env.mic_seconds * 1000 / FRAME_MS))
     frames: list[bytes] = []

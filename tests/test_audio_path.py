@@ -133,18 +133,9 @@ def test_i2s_microphone_to_emulator_is_16k_mono_with_preroll_and_postroll(tmp_pa
 
 
 @pytest.fixture(scope="module")
-def pulse(tmp_path_factory):
+def echoing_pulse(tmp_path_factory):
+    """A rig whose speaker is heard by the microphone, like a box with both in one case."""
     rig = PulseRig(tmp_path_factory.mktemp("pulse"), speaker_heard_by_mic=True)
-    rig.start()
-    try:
-        yield rig
-    finally:
-        rig.stop()
-
-
-@pytest.fixture(scope="module")
-def quiet_pulse(tmp_path_factory):
-    rig = PulseRig(tmp_path_factory.mktemp("pulse-quiet"))
     rig.start()
     try:
         yield rig
@@ -159,43 +150,43 @@ def appliance_env(rig: PulseRig, **extra: str) -> dict[str, str]:
     return env
 
 
-def test_audio_test_hears_the_speaker_through_the_room(pulse):
+def test_audio_test_hears_the_speaker_through_the_room(echoing_pulse):
     result = subprocess.run(
         [sys.executable, "-m", "appliance", "--set", "audio.input_device=pulse", "--set", "audio.output_device=pulse",
          "audio-test"],
-        capture_output=True, text=True, timeout=60, env=appliance_env(pulse), stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=60, env=appliance_env(echoing_pulse), stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "the microphone hears the speaker: yes" in result.stdout
     assert "audio test passed" in result.stdout
 
 
-def test_audio_test_fails_with_advice_when_the_speaker_is_not_heard(quiet_pulse):
+def test_audio_test_fails_with_advice_when_the_speaker_is_not_heard(pulse):
     result = subprocess.run(
         [sys.executable, "-m", "appliance", "--set", "audio.input_device=pulse", "--set", "audio.output_device=pulse",
          "audio-test"],
-        capture_output=True, text=True, timeout=60, env=appliance_env(quiet_pulse), stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=60, env=appliance_env(pulse), stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 1
     assert "PROBLEM: the microphone does not hear the speaker; check the speaker is connected" in result.stdout
 
 
-def test_devices_lists_and_marks_the_configured_device(quiet_pulse):
+def test_devices_lists_and_marks_the_configured_device(pulse):
     result = subprocess.run(
         [sys.executable, "-m", "appliance", "--set", "audio.input_device=pulse", "devices"],
-        capture_output=True, text=True, timeout=60, env=appliance_env(quiet_pulse), stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=60, env=appliance_env(pulse), stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stderr
     assert "pulse" in result.stdout and "16000" in result.stdout
 
 
-def test_ask_without_a_file_listens_and_plays_the_reply(quiet_pulse, tmp_path):
+def test_ask_without_a_file_listens_and_plays_the_reply(pulse, tmp_path):
     """Speak into the mic sink; `appliance ask` ends on silence, sends it, and plays the echo."""
 
     async def scenario():
         async with Emulator(EmulatorConfig(pace=1.7), Scenario(reply="echo", transcript=QUESTION)) as emu:
             out = tmp_path / "reply.wav"
-            env = appliance_env(quiet_pulse, GEMINI_API_KEY="test-key-mic")
+            env = appliance_env(pulse, GEMINI_API_KEY="test-key-mic")
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "appliance", "--set", f"live.endpoint={emu.url}",
                 "--set", "audio.input_device=pulse", "--set", "audio.output_device=pulse",
@@ -205,13 +196,13 @@ def test_ask_without_a_file_listens_and_plays_the_reply(quiet_pulse, tmp_path):
             line = await asyncio.wait_for(proc.stdout.readline(), 20)
             assert b"listening" in line
             recording = tmp_path / "speaker.raw"
-            quiet_pulse.start_recording_speaker(recording, rate=48000)
+            pulse.start_recording_speaker(recording, rate=48000)
             question = question_16k()
             # 1.5 s of lead-in lets the capture stream settle (the rig starts late)
-            player = quiet_pulse.play_into_mic(np.concatenate([np.zeros(24000, "<i2"), question]).tobytes(), RATE)
+            player = pulse.play_into_mic(np.concatenate([np.zeros(24000, "<i2"), question]).tobytes(), RATE)
             stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
             player.wait(timeout=10)
-            quiet_pulse.stop_recording_speaker()
+            pulse.stop_recording_speaker()
             return emu, proc.returncode, stdout.decode(), stderr.decode(), out, recording, question
 
     emu, code, stdout, stderr, out, recording, question = asyncio.run(scenario())

@@ -17,16 +17,16 @@ from typing import Callable
 from .audio import wavio
 from .config import Config, ConfigError, endpoint_url, load_api_key
 from .live import protocol as p
+from .live.conversation import Attributed, Outcome, TurnEnded
 from .live.session import (
     InsecureEndpointError,
     LinkChanged,
     LinkState,
     LiveSession,
     SessionOptions,
-    TurnDropped,
     check_endpoint,
 )
-from .secret import Secret
+from .secret import NO_API_KEY, Secret
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ def session_from_config(
         keepalive_interval_s=live.keepalive_interval_s,
         keepalive_timeout_s=live.keepalive_timeout_s,
         auth=live.auth,
+        reply_timeout_s=live.reply_timeout_s,
     )
     return LiveSession(endpoint_url(live), settings, api_key, options)
 
@@ -134,14 +135,38 @@ async def collect_reply(
     reply_timeout_s: float,
     on_event: Callable[[object], None] | None = None,
 ) -> TurnResult:
-    """Gather one reply until its turn is complete; `on_event` sees every event as it comes."""
+    """Gather one reply until the session says its turn ended; `on_event` sees every
+    server event of the turn as it comes.
+
+    The session's turn clock ends a reply that never comes (`reply_timeout_s` of
+    its options); the wait here is only a backstop a little longer than that.
+    """
     result = TurnResult()
     sent_at = time.monotonic()
+    turn: int | None = None
     while True:
         try:
-            event = await session.next_event(reply_timeout_s)
+            event = await session.next_event(reply_timeout_s + 5.0)
         except TimeoutError:
             raise AskError(f"no reply within {reply_timeout_s:g} s", 4) from None
+        if isinstance(event, TurnEnded):
+            if turn is not None and event.turn != turn:
+                continue
+            if event.outcome is Outcome.COMPLETE:
+                return result
+            if event.outcome is Outcome.TIMED_OUT:
+                raise AskError(event.detail, 4)
+            if event.outcome is Outcome.EMPTY:
+                raise AskError("the question holds nothing to send", 2)
+            raise AskError(event.detail, 3)
+        if isinstance(event, LinkChanged):
+            if event.state is LinkState.ERROR:
+                raise AskError(f"the service refused the session: {event.reason}", 3)
+            continue
+        if isinstance(event, Attributed):
+            if event.turn is not None:
+                turn = event.turn
+            event = event.event
         if on_event is not None:
             on_event(event)
         if isinstance(event, p.AudioChunk):
@@ -159,13 +184,6 @@ async def collect_reply(
             result.interrupted = True
         elif isinstance(event, p.ToolCall):
             await _refuse_tools(session, event)
-        elif isinstance(event, p.TurnComplete):
-            if event.interaction_status != "IN_PROGRESS":
-                return result
-        elif isinstance(event, TurnDropped):
-            raise AskError(event.reason, 3)
-        elif isinstance(event, LinkChanged) and event.state is LinkState.ERROR:
-            raise AskError(f"the service refused the session: {event.reason}", 3)
 
 
 async def _refuse_tools(session: LiveSession, event: p.ToolCall) -> None:
@@ -202,11 +220,14 @@ async def ask_command(
     pcm: bytes | None = None
     if wav is not None:
         try:
-            pcm = wavio.read_wav_as_pcm16(wav, p.INPUT_RATE)
+            # a regular file of at most MAX_WAV_BYTES, 8-192 kHz, at most MAX_QUESTION_SECONDS
+            pcm = wavio.read_wav_as_pcm16(wav, p.INPUT_RATE, max_seconds=wavio.MAX_QUESTION_SECONDS)
         except wavio.WavError as exc:
             raise AskError(str(exc), 2) from None
         except OSError as exc:
             raise AskError(f"cannot read {wav}: {exc.strerror or exc}", 2) from None
+        except MemoryError:
+            raise AskError(f"{wav}: not enough memory to convert it here; convert it to 16 kHz mono first", 2) from None
         if not pcm:
             raise AskError(f"{wav} holds no audio", 2)
     try:
@@ -214,11 +235,7 @@ async def ask_command(
     except ConfigError as exc:
         raise AskError(str(exc), 2) from None
     if api_key is None:
-        raise AskError(
-            "no API key: set GEMINI_API_KEY, or live.api_key_file in the config, "
-            "or use the systemd credential gemini-api-key",
-            2,
-        )
+        raise AskError(NO_API_KEY, 2)
     try:
         check_endpoint(endpoint_url(cfg.live))
     except InsecureEndpointError as exc:

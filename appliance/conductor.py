@@ -5,9 +5,13 @@ gestures (from GPIO, the keyboard or `appliance ctl`), the session's events, the
 uplink's turn reports and the speaker's playback events.  The conductor decides
 what the user hears and sees, and logs every state change once, with its reason.
 
-States: connecting, idle, listening, thinking, speaking, offline, error, alarm.
-Nothing may stay stuck: a submitted turn that gets no reply within
-`live.reply_timeout_s` returns to idle with the error earcon.
+States: connecting, idle, listening, thinking, speaking, offline, error, alarm,
+no_microphone, no_speaker.  Nothing may stay stuck: which turn a reply belongs to
+and how it ended comes from the session's conversation model
+(`live.conversation`), and every ending has a way back to rest: a reply that is
+complete plays out, one lost to a drop plays what arrived and then the error
+earcon, one that never comes ends after `live.reply_timeout_s` with the error
+earcon.
 """
 
 from __future__ import annotations
@@ -23,13 +27,16 @@ from typing import Any, Awaitable, Callable, Protocol
 from .button import Gesture
 from .config import Config
 from .live import protocol as p
-from .live.session import LinkChanged, LinkState, LiveSession, TurnDropped
+from .live.conversation import Attributed, Outcome, TurnEnded
+from .live.session import LinkChanged, LinkState, LiveSession
 from .uplink import Mode, TurnReport, Uplink
 
 log = logging.getLogger(__name__)
 
 #: turns kept for `appliance ctl status`
 RECENT_TURNS = 10
+#: ids of turns the conductor already finished, so their queued events are ignored
+FINISHED_TURNS = 32
 
 
 class State(str, enum.Enum):
@@ -41,6 +48,20 @@ class State(str, enum.Enum):
     OFFLINE = "offline"
     ERROR = "error"
     ALARM = "alarm"
+    NO_MICROPHONE = "no_microphone"
+    NO_SPEAKER = "no_speaker"
+
+
+#: how a turn's ending reads in the turn log and `ctl status`
+OUTCOME_TEXT = {
+    Outcome.TIMED_OUT: "no reply in time",
+    Outcome.LOST: "reply lost",
+    Outcome.INTERRUPTED: "interrupted",
+    Outcome.COMPLETE: "answered",
+}
+
+#: the LED pattern each state shows (a missing device is a fault the owner must see)
+LIGHT_FOR_STATE = {State.NO_MICROPHONE: "error", State.NO_SPEAKER: "error"}
 
 
 class Speaker(Protocol):
@@ -102,14 +123,18 @@ class TurnMetrics:
 
 @dataclass
 class _Reply:
-    """Bookkeeping for the reply to one submitted turn."""
+    """Bookkeeping for the reply to one turn (the session's turn id)."""
 
+    turn: int | None
     metrics: TurnMetrics
     end_sent_at: float | None
     first_audio_at: float | None = None
-    interrupted: bool = False
+    #: the session said the reply is over and all of it was fed to the speaker
     complete: bool = False
+    #: why the reply ended badly (lost mid-way): the error earcon follows what played
+    failed: str = ""
     underruns_at_start: int = 0
+    odd_rate_logged: bool = False
 
 
 ToolHandler = Callable[[p.ToolCall], Awaitable[list[p.FunctionResponse]]]
@@ -141,15 +166,19 @@ class Conductor:
     def __post_init__(self) -> None:
         self._tasks: list[asyncio.Task[None]] = []
         self._reply: _Reply | None = None
-        self._reply_timer: asyncio.TimerHandle | None = None
         self._press_at: float | None = None
         self._pressed = False
         self._barge_press_at: float | None = None
-        self._dropping_audio = False
-        #: turnCompletes still owed for replies cut by a barge-in; audio before them is stale
-        self._stale_turns = 0
+        #: turns already finished here; their late events are ignored
+        self._finished: deque[int] = deque(maxlen=FINISHED_TURNS)
+        #: turns the session ended before the uplink's report about them arrived
+        self._ended_early: dict[int, TurnEnded] = {}
+        #: a reason the appliance cannot talk at all (no API key); None when it can
+        self._fatal: str | None = None
+        #: devices that are gone: "microphone", "speaker"
+        self.missing: set[str] = set()
         self._ring_task: asyncio.Task[None] | None = None
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()
         #: (sequence number, state, reason) of recent transitions, for the demo and tests
         self.history: deque[tuple[int, State, str]] = deque(maxlen=200)
         self._seq = 0
@@ -165,21 +194,35 @@ class Conductor:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.session.start()
+        if self._fatal is None:
+            self.session.start()
         self._tasks = [
             loop.create_task(self._consume_session(), name="conductor-session"),
             loop.create_task(self.uplink.run(), name="uplink"),
         ]
 
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """Long-lived tasks that must never end while the appliance runs (for the supervisor)."""
+        return list(self._tasks) + (self.session.tasks if self._fatal is None else [])
+
+    def cannot_talk(self, reason: str) -> None:
+        """Nothing can reach the service (e.g. no API key): show it, never connect.
+
+        Timers still ring; a press plays the error earcon.
+        """
+        self._fatal = reason
+        self.last_error = reason
+        self._set(State.ERROR, reason)
+
     async def close(self) -> None:
         """Abort the turn and stop; the caller closes the session and devices."""
-        if self._reply_timer is not None:
-            self._reply_timer.cancel()
+        tasks = list(self._tasks)
         if self._ring_task is not None:
-            self._tasks.append(self._ring_task)
-        for task in self._tasks:
+            tasks.append(self._ring_task)
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             try:
                 await task
             except (asyncio.CancelledError, Exception):
@@ -195,14 +238,17 @@ class Conductor:
         self.state = state
         self._seq += 1
         self.history.append((self._seq, state, reason))
-        self.lights.show("listening" if self._listening_light() else state.value)
+        self._show()
         if self.on_state is not None:
             self.on_state(state, reason)
-        asyncio.get_running_loop().create_task(self._notify_changed())
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
-    async def _notify_changed(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+    def _show(self) -> None:
+        if self._listening_light():
+            self.lights.show("listening")
+        else:
+            self.lights.show(LIGHT_FOR_STATE.get(self.state, self.state.value))
 
     @property
     def seq(self) -> int:
@@ -226,16 +272,21 @@ class Conductor:
             return None
 
         async with asyncio.timeout(timeout):
-            async with self._changed:
-                await self._changed.wait_for(lambda: entered() is not None)
-        found = entered()
-        assert found is not None
+            while (found := entered()) is None:
+                await self._changed.wait()
         return found
 
     def _listening_light(self) -> bool:
         return self.state is State.LISTENING or self.uplink.sending
 
-    def _link_state(self) -> State:
+    def _rest_state(self) -> State:
+        """Where the appliance rests when nothing is happening."""
+        if self._fatal is not None:
+            return State.ERROR
+        if "speaker" in self.missing:
+            return State.NO_SPEAKER
+        if "microphone" in self.missing:
+            return State.NO_MICROPHONE
         link = self.session.state
         if link is LinkState.READY:
             return State.IDLE
@@ -246,11 +297,37 @@ class Conductor:
         return State.CONNECTING
 
     def _settle(self, reason: str) -> None:
-        """Back to rest: the alarm while a timer rings, else idle or what the link says."""
+        """Back to rest: the alarm while a timer rings, else what the devices and link say."""
         if self.alarms is not None and self.alarms.any_ringing:
             self._set(State.ALARM, reason)
         else:
-            self._set(self._link_state(), reason)
+            self._set(self._rest_state(), reason)
+
+    @property
+    def _busy(self) -> bool:
+        return self.state in (State.LISTENING, State.THINKING, State.SPEAKING, State.ALARM)
+
+    # ------------------------------------------------------------------ devices
+
+    def device_changed(self, kind: str, present: bool, reason: str) -> None:
+        """The microphone or speaker went away or came back (from its watch)."""
+        if present:
+            if kind not in self.missing:
+                return
+            self.missing.discard(kind)
+            log.info("%s is back: %s", kind, reason)
+        else:
+            if kind in self.missing:
+                return
+            self.missing.add(kind)
+            log.warning("no %s: %s", kind, reason)
+            if kind == "microphone" and self.uplink.listening:
+                self.uplink.stop()
+            if kind == "speaker" and self._reply is not None:
+                self.session.cut_reply("the speaker is gone")
+                self._finish_reply("the speaker is gone")
+        if not self._busy or not present:
+            self._settle(f"{kind} {'back' if present else 'missing'}")
 
     # ------------------------------------------------------------------ alarms
 
@@ -290,6 +367,18 @@ class Conductor:
         elif gesture is Gesture.LONG_HOLD:
             self._long_hold()
 
+    def _cannot_listen(self) -> str | None:
+        """Why a press cannot start a question now, or None."""
+        if self._fatal is not None:
+            return self._fatal
+        if "microphone" in self.missing:
+            return "no microphone"
+        if "speaker" in self.missing:
+            return "no speaker"
+        if self.session.state is LinkState.ERROR:
+            return self.session.last_error or "the service refused the session"
+        return None
+
     def _press(self) -> None:
         now = self.clock()
         self._pressed = True
@@ -306,13 +395,20 @@ class Conductor:
         if barge_in:
             self._barge_press_at = now
             self.speaker.flush()
-            if self._reply is not None and not self._reply.complete:
-                self._stale_turns += 1  # the server will close the cut reply with a turnComplete
+            self.session.cut_reply("interrupted by a press")
             self._finish_reply("interrupted by a press")
+        why_not = self._cannot_listen()
+        if why_not is not None:
+            self._pressed = False
+            log.info("press ignored: %s", why_not)
+            self.speaker.play_earcon("error")
+            self._settle(f"cannot listen: {why_not}")
+            return
         self._press_at = now
         self.uplink.press(Mode.HOLD, barge_in=barge_in)
         if self.session.state is not LinkState.READY:
-            # the utterance is kept and sent when the link is back (within a while)
+            # the question is kept and sent when the link is back (within a while)
+            self.session.try_now()
             self.speaker.play_earcon("no_network")
         else:
             self.speaker.play_earcon("listen_start")
@@ -334,6 +430,9 @@ class Conductor:
     def new_conversation(self, reason: str) -> None:
         self.speaker.flush()
         self._finish_reply("new conversation")
+        if self._fatal is not None:
+            self._settle(f"new conversation ({reason})")
+            return
         self.session.new_conversation()
         self.speaker.play_earcon("listen_end")
         self._set(State.CONNECTING, f"new conversation ({reason})")
@@ -341,9 +440,9 @@ class Conductor:
     def stop(self) -> None:
         """Stop whatever is playing or ringing (`appliance ctl stop`)."""
         self._stop_alarm()
-        if self._reply is not None or self.state is State.SPEAKING:
+        if self._reply is not None or self.state in (State.SPEAKING, State.THINKING):
             self.speaker.flush()
-            self._dropping_audio = True
+            self.session.cut_reply("stopped")
             self._finish_reply("stopped")
         if self.uplink.listening:
             self.uplink.stop()
@@ -352,7 +451,7 @@ class Conductor:
     # ------------------------------------------------------------------ uplink callbacks
 
     def _on_sending(self, sending: bool) -> None:
-        self.lights.show("listening" if sending or self.state is State.LISTENING else self.state.value)
+        self._show()
 
     def _on_turn_end(self, report: TurnReport) -> None:
         metrics = TurnMetrics(
@@ -364,17 +463,26 @@ class Conductor:
             press_to_start_ms=report.press_to_start_ms,
             release_to_end_ms=report.release_to_end_ms,
         )
+        self.speaker.play_earcon("listen_end")
         if not report.submitted:
             metrics.outcome = "no speech"
             self._record(metrics)
-            self.speaker.play_earcon("listen_end")
             self._settle(f"turn ended without speech ({metrics.end_reason})")
             return
-        self.speaker.play_earcon("listen_end")
-        self._reply = _Reply(metrics, report.end_sent_at, underruns_at_start=self.speaker.underruns)
-        self._dropping_audio = False
+        turn = report.turn_id
+        reply = self._reply
+        if reply is not None and reply.turn == turn:
+            # its first reply events overtook this report
+            reply.metrics, reply.end_sent_at = metrics, report.end_sent_at
+            return
+        if reply is not None:
+            self._finish_reply("superseded by a new question")
+        self._reply = _Reply(turn, metrics, report.end_sent_at, underruns_at_start=self.speaker.underruns)
         self.speaker.new_reply()
-        self._arm_reply_timer()
+        early = self._ended_early.pop(turn, None) if turn is not None else None
+        if early is not None:
+            self._on_turn_ended(early)
+            return
         self._set(State.THINKING, "turn sent, waiting for the reply")
 
     # ------------------------------------------------------------------ session events
@@ -390,24 +498,24 @@ class Conductor:
     async def _on_session_event(self, event: object) -> None:
         if isinstance(event, LinkChanged):
             self._on_link(event)
-        elif isinstance(event, p.AudioChunk):
-            self._on_audio(event)
-        elif isinstance(event, p.Interrupted):
-            self.speaker.flush()
-            self._dropping_audio = True
-        elif isinstance(event, p.TurnComplete):
-            self._on_turn_complete(event)
-        elif isinstance(event, p.ToolCall):
-            await self._answer_tools(event)
+        elif isinstance(event, Attributed):
+            await self._on_attributed(event.turn, event.event)
+        elif isinstance(event, TurnEnded):
+            self._on_turn_ended(event)
         elif isinstance(event, p.ToolCallCancellation):
             if self.cancel_tools is not None:
                 undone = self.cancel_tools(list(event.ids))
                 if undone:
                     log.info("cancelled tool calls undone: %s", "; ".join(undone))
-        elif isinstance(event, TurnDropped):
-            self.speaker.play_earcon("error")
-            self.last_error = event.reason
-            self._settle(event.reason)
+
+    async def _on_attributed(self, turn: int | None, event: p.ServerEvent) -> None:
+        if isinstance(event, p.ToolCall):
+            await self._answer_tools(event)  # answered whoever asked: the service waits for the ids
+        elif isinstance(event, p.AudioChunk):
+            self._on_audio(turn, event)
+        elif isinstance(event, p.Interrupted):
+            if self._reply is not None and self._reply.turn == turn:
+                self.speaker.flush()
         elif isinstance(event, (p.InputTranscript, p.OutputTranscript)):
             who = "user" if isinstance(event, p.InputTranscript) else "reply"
             if self.on_transcript is not None:
@@ -420,45 +528,70 @@ class Conductor:
             self.last_error = event.reason
         if event.state is LinkState.CONNECTING and self.state in (State.OFFLINE, State.ERROR):
             return  # each retry is not news: keep showing offline or error until it works
-        busy = self.state in (State.LISTENING, State.THINKING, State.SPEAKING, State.ALARM)
-        if event.state is LinkState.READY:
-            if not busy:
-                self._set(State.IDLE, event.reason)
-            return
-        if event.state in (LinkState.OFFLINE, LinkState.ERROR) and self.state is State.THINKING:
-            # the reply will not come on this connection; the session replays the turn if it can
-            return
-        if not busy:
-            self._set(self._link_state(), event.reason)
+        if not self._busy:
+            self._settle(event.reason)
 
-    def _on_audio(self, event: p.AudioChunk) -> None:
+    def _reply_for(self, turn: int) -> _Reply:
+        """The reply this turn's content goes to; a turn nobody asked (the service's own) gets one."""
         reply = self._reply
-        if reply is None or self._dropping_audio or self._stale_turns or reply.complete:
-            return  # late audio of an interrupted or abandoned turn
+        if reply is not None and reply.turn == turn:
+            return reply
+        if reply is not None:
+            self._finish_reply("superseded by the next reply")
+        metrics = TurnMetrics(at=time.time(), mode="service", end_reason=None, submitted=False, barge_in=False)
+        reply = self._reply = _Reply(turn, metrics, None, underruns_at_start=self.speaker.underruns)
+        self.speaker.new_reply()
+        return reply
+
+    def _on_audio(self, turn: int | None, event: p.AudioChunk) -> None:
+        if turn is None or turn in self._finished:
+            return  # late audio of a reply that is over here
+        reply = self._reply_for(turn)
+        if event.rate != p.OUTPUT_RATE:
+            if not reply.odd_rate_logged:
+                reply.odd_rate_logged = True
+                log.warning("reply audio at %d Hz is not supported (only %d Hz); skipped",
+                            event.rate, p.OUTPUT_RATE)
+            return
         if reply.first_audio_at is None:
             reply.first_audio_at = self.clock()
             if reply.end_sent_at is not None:
                 reply.metrics.end_to_first_audio_ms = (reply.first_audio_at - reply.end_sent_at) * 1000
-            self._disarm_reply_timer()
         self.speaker.feed(event.pcm)
 
-    def _on_turn_complete(self, event: p.TurnComplete) -> None:
-        if self._stale_turns:
-            self._stale_turns -= 1  # the end of a reply the user cut off
+    def _on_turn_ended(self, event: TurnEnded) -> None:
+        if event.turn in self._finished or event.outcome is Outcome.EMPTY:
             return
-        self._dropping_audio = False
         reply = self._reply
-        if reply is None or event.interaction_status == "IN_PROGRESS":
+        if reply is None or reply.turn != event.turn:
+            if self.state is State.LISTENING or reply is None:
+                # the uplink's report about this turn has not come yet
+                self._ended_early[event.turn] = event
+                while len(self._ended_early) > FINISHED_TURNS:
+                    self._ended_early.pop(next(iter(self._ended_early)))
             return
-        if reply.first_audio_at is None:
-            # finished without a word (e.g. only a tool call, or an empty answer)
-            self._disarm_reply_timer()
-            reply.metrics.outcome = "no reply audio"
-            self._finish_reply("the model answered without audio")
-            self._settle("reply complete (no audio)")
+        if event.outcome is Outcome.COMPLETE:
+            if reply.first_audio_at is None:
+                reply.metrics.outcome = "no reply audio"
+                self._finish_reply("the model answered without audio")
+                self._settle("reply complete (no audio)")
+                return
+            reply.complete = True
+            self.speaker.end_of_reply()
             return
-        reply.complete = True
-        self.speaker.end_of_reply()
+        self.last_error = event.detail
+        if event.outcome is Outcome.LOST and reply.first_audio_at is not None:
+            # let what arrived play out, then say it went wrong
+            reply.failed = event.detail
+            reply.complete = True
+            self.speaker.end_of_reply()
+            return
+        self.speaker.flush()
+        reply.metrics.outcome = OUTCOME_TEXT.get(event.outcome, event.outcome.value)
+        self._finish_reply(event.detail)
+        if event.outcome is not Outcome.INTERRUPTED:
+            self.speaker.play_earcon("error")
+        self._settle(event.detail)
 
     async def _answer_tools(self, event: p.ToolCall) -> None:
         if self.tool_handler is not None:
@@ -480,11 +613,18 @@ class Conductor:
             return
         if reply.first_audio_at is not None:
             reply.metrics.first_audio_to_device_ms = max(0.0, (at - reply.first_audio_at) * 1000)
-        self._set(State.SPEAKING, "reply playing")
+        if self.state is not State.LISTENING:
+            self._set(State.SPEAKING, "reply playing")
 
     def _on_drained(self, at: float) -> None:
         reply = self._reply
         if reply is None or not reply.complete:
+            return
+        if reply.failed:
+            reply.metrics.outcome = OUTCOME_TEXT[Outcome.LOST]
+            self._finish_reply(reply.failed)
+            self.speaker.play_earcon("error")
+            self._settle(reply.failed)
             return
         reply.metrics.outcome = "answered"
         self._finish_reply("reply played")
@@ -502,9 +642,10 @@ class Conductor:
 
     def _finish_reply(self, reason: str) -> None:
         reply, self._reply = self._reply, None
-        self._disarm_reply_timer()
         if reply is None:
             return
+        if reply.turn is not None:
+            self._finished.append(reply.turn)
         if reply.first_audio_at is not None:
             reply.metrics.reply_ms = (self.clock() - reply.first_audio_at) * 1000
         reply.metrics.underruns = self.speaker.underruns - reply.underruns_at_start
@@ -516,27 +657,6 @@ class Conductor:
         self.turns.append(metrics)
         log.info("%s", metrics.line())
 
-    def _arm_reply_timer(self) -> None:
-        self._disarm_reply_timer()
-        loop = asyncio.get_running_loop()
-        self._reply_timer = loop.call_later(self.cfg.live.reply_timeout_s, self._reply_timed_out)
-
-    def _disarm_reply_timer(self) -> None:
-        if self._reply_timer is not None:
-            self._reply_timer.cancel()
-            self._reply_timer = None
-
-    def _reply_timed_out(self) -> None:
-        self._reply_timer = None
-        if self._reply is None:
-            return
-        self._reply.metrics.outcome = "no reply in time"
-        self.last_error = f"no reply within {self.cfg.live.reply_timeout_s:g} s"
-        self._finish_reply(self.last_error)
-        self._dropping_audio = True  # a reply arriving now would surprise the user
-        self.speaker.play_earcon("error")
-        self._settle(self.last_error)
-
     # ------------------------------------------------------------------ status
 
     def status(self) -> dict[str, Any]:
@@ -544,11 +664,12 @@ class Conductor:
         session = self.session
         return {
             "state": self.state.value,
-            "connection": session.state.value,
+            "connection": "not connecting" if self._fatal is not None else session.state.value,
             "session_age_s": None if session.conversation_started_at is None
             else round(now - session.conversation_started_at, 1),
             "connection_age_s": None if session.connected_at is None else round(now - session.connected_at, 1),
             "volume": self.speaker.volume,
+            "missing_devices": sorted(self.missing),
             "last_error": self.last_error or session.last_error or None,
             "reconnects": max(0, session.stats.connections - 1),
             "turns": [asdict(t) for t in self.turns],

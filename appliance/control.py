@@ -6,9 +6,11 @@ the request shape, never the device state. One JSON object per line goes in, one
 object per line comes out (`{"ok": true, ...}` or `{"ok": false, "error": "..."}`), so
 a person can also talk to it with `socat - UNIX-CONNECT:control.sock`.
 
-The server is deliberately hard to break from the outside: malformed lines get an
-error reply and the connection stays usable, idle and surplus clients are closed, and
-a handler that raises produces an error reply instead of taking the daemon down.
+The server is deliberately hard to break from the outside: malformed lines (not UTF-8,
+not JSON, nested too deeply, the wrong shape) get an error reply and the connection stays
+usable; every request has a total deadline that a slow trickle of bytes cannot stretch;
+when all slots are taken the client idle longest makes room for the newcomer; and a
+handler that raises produces an error reply instead of taking the daemon down.
 """
 
 from __future__ import annotations
@@ -28,13 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from .logsetup import escape_controls
+
 log = logging.getLogger(__name__)
 
 KNOWN_COMMANDS: tuple[str, ...] = (
     "status", "press", "release", "tap", "stop", "volume", "new-conversation", "timers",
 )
 MAX_REQUEST_BYTES = 64 * 1024
-IDLE_TIMEOUT_S = 60.0
+IDLE_TIMEOUT_S = 60.0  # from connecting (or the last reply) until the next request line is complete
+LINE_TIMEOUT_S = 5.0  # from a request line's first byte to its newline; also for taking a reply
 MAX_CLIENTS = 16
 REQUEST_TIMEOUT_S = 10.0
 SOCKET_MODE = 0o660
@@ -42,6 +47,7 @@ DIRECTORY_MODE = 0o750
 _PROBE_TIMEOUT_S = 1.0
 _READ_CHUNK = 64 * 1024
 _MAX_ERROR_CHARS = 300
+_TOO_DEEP = "request is nested too deeply; send one flat JSON object per line such as {\"cmd\": \"status\"}"
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 Reply = dict[str, Any]
@@ -70,7 +76,10 @@ def error_reply(message: str) -> Reply:
 
 
 def _encode(reply: Reply) -> bytes:
-    return json.dumps(reply, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+    """One JSON line. A lone surrogate (from a client's own \\udXXX escape) cannot be UTF-8, so
+    it goes out as a JSON \\u escape again instead of failing the whole reply."""
+    text = json.dumps(reply, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", "backslashreplace") + b"\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,7 +131,12 @@ class _Overlong:
     """Marker for a request line that exceeded MAX_REQUEST_BYTES (its bytes were dropped)."""
 
 
+class _Unfinished:
+    """Marker for a request line that was started but not finished before its deadline."""
+
+
 _OVERLONG = _Overlong()
+_UNFINISHED = _Unfinished()
 
 
 @dataclass
@@ -130,24 +144,33 @@ class _LineReader:
     """Splits a stream into lines, dropping over-long lines instead of buffering them.
 
     asyncio's own readline leaves the tail of an over-long line behind as a bogus next
-    request; this keeps exactly one reply per line the client sent.
+    request; this keeps exactly one reply per line the client sent. Deadlines are totals,
+    not per read: a client that trickles one byte at a time cannot stretch them.
     """
 
     reader: asyncio.StreamReader
-    idle_timeout: float
+    line_timeout: float
     max_bytes: int = MAX_REQUEST_BYTES
 
     def __post_init__(self) -> None:
         self._pending = bytearray()
         self._discarding = False
+        self._line_started: float | None = None  # loop time of the first byte of the current line
+        self._last_chunk_at = 0.0
 
-    async def next_line(self) -> bytes | _Overlong | None:
-        """The next line without its newline; _OVERLONG; or None at end of stream or idle timeout."""
+    async def next_line(self, idle_deadline: float) -> bytes | _Overlong | _Unfinished | None:
+        """The next line without its newline; _OVERLONG; _UNFINISHED; or None at end of stream.
+
+        The line must be complete by `idle_deadline` (loop time) and within `line_timeout` of
+        its first byte. None also means the deadline passed before the line had begun.
+        """
+        loop = asyncio.get_running_loop()
         while True:
             newline = self._pending.find(b"\n")
             if newline >= 0:
                 line = bytes(self._pending[:newline])
                 del self._pending[: newline + 1]
+                self._line_started = self._last_chunk_at if self._pending else None
                 if self._discarding:
                     self._discarding = False
                     continue
@@ -158,17 +181,36 @@ class _LineReader:
                 self._pending.clear()
                 self._discarding = True
                 return _OVERLONG
+            deadline = idle_deadline
+            if self._line_started is not None:
+                deadline = min(deadline, self._line_started + self.line_timeout)
             try:
-                chunk = await asyncio.wait_for(self.reader.read(_READ_CHUNK), self.idle_timeout)
-            except asyncio.TimeoutError:
-                return None
+                async with asyncio.timeout_at(deadline):
+                    chunk = await self.reader.read(_READ_CHUNK)
+            except TimeoutError:
+                # an over-long line already had its reply; any other started line gets one now
+                return _UNFINISHED if self._line_started is not None and not self._discarding else None
             if not chunk:
                 if self._pending and not self._discarding:
                     line = bytes(self._pending)  # a last request without its newline still counts
                     self._pending.clear()
                     return line
                 return None
+            self._last_chunk_at = loop.time()
+            if self._line_started is None:
+                self._line_started = self._last_chunk_at
             self._pending += chunk
+
+
+@dataclass(eq=False)
+class _Client:
+    """One connection's slot: whether a request is being answered, and since when it waits for one."""
+
+    task: asyncio.Task[Any]
+    writer: asyncio.StreamWriter
+    waiting_since: float
+    busy: bool = False
+    dismissed: bool = False  # the server itself cancelled it (to make room, or on close)
 
 
 class ControlServer:
@@ -176,6 +218,12 @@ class ControlServer:
 
     The handler may return `{"ok": False, "error": ...}` or raise CommandError to refuse a
     request; any other exception is logged and turned into an error reply.
+
+    Every client has deadlines that no trickle of bytes can stretch: its next request line
+    must be complete within `idle_timeout` of connecting (or of its last reply) and within
+    `line_timeout` of the line's first byte, and it must take its reply within `line_timeout`.
+    When `max_clients` are connected, a newcomer takes the slot of the client that has waited
+    longest without a request in progress; it is refused only while every slot is busy.
     """
 
     def __init__(
@@ -185,13 +233,17 @@ class ControlServer:
         *,
         max_clients: int = MAX_CLIENTS,
         idle_timeout: float = IDLE_TIMEOUT_S,
+        line_timeout: float = LINE_TIMEOUT_S,
     ) -> None:
+        if max_clients < 1:
+            raise ValueError("max_clients must be at least 1")
         self.path = Path(path)
         self._handler = handler
         self._max_clients = max_clients
         self._idle_timeout = idle_timeout
+        self._line_timeout = line_timeout
         self._server: asyncio.AbstractServer | None = None
-        self._clients: set[asyncio.Task[Any]] = set()
+        self._clients: dict[asyncio.Task[Any], _Client] = {}
         self._socket_identity: tuple[int, int] | None = None
 
     @property
@@ -220,7 +272,8 @@ class ControlServer:
             return
         server.close()
         clients = list(self._clients)
-        for task in clients:
+        for task, client in self._clients.items():
+            client.dismissed = True
             task.cancel()
         if clients:
             await asyncio.gather(*clients, return_exceptions=True)
@@ -314,29 +367,63 @@ class ControlServer:
 
     # -- connections ---------------------------------------------------------------------------
 
+    def _make_room(self) -> bool:
+        """Free a slot by closing the client that has waited longest for its next request.
+
+        A client whose request is being answered is never chosen; False when all are busy.
+        """
+        idle = [client for client in self._clients.values() if not client.busy]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda client: client.waiting_since)
+        del self._clients[victim.task]
+        victim.dismissed = True
+        log.info("control socket: %d clients connected; closing the one idle longest for a new one",
+                 self._max_clients)
+        with contextlib.suppress(Exception):  # the notice is a courtesy; the transport may be gone
+            victim.writer.write(_encode(error_reply(
+                "closed: the control socket is full and this connection was idle; reconnect to send a request"
+            )))
+        victim.task.cancel()
+        return True
+
     async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._clients) >= self._max_clients:
-            log.warning("control socket: refusing a client, %d already connected", len(self._clients))
+        loop = asyncio.get_running_loop()
+        if len(self._clients) >= self._max_clients and not self._make_room():
+            log.warning("control socket: refusing a client, all %d connected clients are busy", len(self._clients))
             await self._reply_and_close(
-                writer, error_reply(f"too many control clients ({self._max_clients} connected); try again later")
+                writer, error_reply(f"too many control clients ({self._max_clients} busy); try again later")
             )
             return
         task = asyncio.current_task()
         assert task is not None
-        self._clients.add(task)
+        client = _Client(task, writer, waiting_since=loop.time())
+        self._clients[task] = client
         try:
-            lines = _LineReader(reader, self._idle_timeout)
+            lines = _LineReader(reader, self._line_timeout)
             while True:
-                line = await lines.next_line()
+                line = await lines.next_line(client.waiting_since + self._idle_timeout)
                 if line is None:
                     break
+                client.busy = True
                 reply = await self._answer(line)
                 writer.write(_encode(reply))
-                await asyncio.wait_for(writer.drain(), self._idle_timeout)
-        except (ConnectionError, asyncio.TimeoutError):
+                async with asyncio.timeout(self._line_timeout):
+                    await writer.drain()
+                if isinstance(line, _Unfinished):
+                    break
+                client.busy = False
+                client.waiting_since = loop.time()
+        except (ConnectionError, TimeoutError):
             pass  # the client went away or stopped reading its replies
+        except asyncio.CancelledError:
+            # Our own cancellation ends the connection normally: on Python 3.11 a server task
+            # that ends cancelled makes asyncio log a spurious "Exception in callback".
+            if not client.dismissed:
+                raise
         finally:
-            self._clients.discard(task)
+            if self._clients.get(task) is client:
+                del self._clients[task]
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -344,25 +431,38 @@ class ControlServer:
     async def _reply_and_close(self, writer: asyncio.StreamWriter, reply: Reply) -> None:
         try:
             writer.write(_encode(reply))
-            await asyncio.wait_for(writer.drain(), _PROBE_TIMEOUT_S)
-        except (ConnectionError, asyncio.TimeoutError):
+            async with asyncio.timeout(_PROBE_TIMEOUT_S):
+                await writer.drain()
+        except (ConnectionError, TimeoutError):
             pass
         finally:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _answer(self, line: bytes | _Overlong) -> Reply:
+    async def _answer(self, line: bytes | _Overlong | _Unfinished) -> Reply:
         if isinstance(line, _Overlong):
             return error_reply(f"request longer than {MAX_REQUEST_BYTES} bytes; send one short JSON object per line")
+        if isinstance(line, _Unfinished):
+            return error_reply(
+                f"request line not finished within {self._line_timeout:g} s; send one whole line at a time"
+            )
         try:
-            request = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            return error_reply(f"request is not UTF-8 text; send one JSON object per line such as {_EXAMPLE}")
+        try:
+            request = json.loads(text)
+        except RecursionError:
+            return error_reply(_TOO_DEEP)
+        except ValueError:
             return error_reply(f"request is not JSON; send one object per line such as {_EXAMPLE}")
         try:
             cmd, args = validate_request(request)
         except CommandError as exc:
             return error_reply(str(exc))
+        except RecursionError:  # rendering a deeply nested value for the error message
+            return error_reply(_TOO_DEEP)
         return await self._call_handler(cmd, args)
 
     async def _call_handler(self, cmd: str, args: dict[str, Any]) -> Reply:
@@ -536,7 +636,7 @@ def run_ctl(
         print(format_status(reply) if cmd == "status" else format_result(cmd, reply), file=out)
     if not reply["ok"]:
         if not args.ctl_json:
-            print(f"appliance ctl: {cmd}: {reply.get('error') or 'failed'}", file=err)
+            print(f"appliance ctl: {cmd}: {escape_controls(str(reply.get('error') or 'failed'))}", file=err)
         return EXIT_ERROR_REPLY
     return EXIT_OK
 
@@ -586,6 +686,7 @@ def _human_duration(seconds: float) -> str:
 
 
 def _show(value: Any) -> str:
+    """A reply value for the terminal; text (a timer label the service chose, say) is escaped."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -593,8 +694,8 @@ def _show(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
     if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
+        return escape_controls(json.dumps(value, ensure_ascii=False))
+    return escape_controls(str(value))
 
 
 def _turn_line(turn: Any) -> str:

@@ -4,8 +4,13 @@ It opens the microphone and speaker once and keeps them open, connects the Live
 session (kept warm while idle), wires the button (or the keyboard), the LEDs and
 the control socket to the conductor, and talks to systemd: READY once audio and
 GPIO are up (the session may still be connecting), STATUS with the state, the
-watchdog only while the event loop and both audio callbacks are alive, STOPPING
-on the way out.  SIGTERM ends it within two seconds.
+watchdog only while the event loop, both audio callbacks and every long-lived task
+are alive, STOPPING on the way out.  SIGTERM ends it within two seconds.
+
+Every long-lived task is adopted by a `Supervisor`: one that dies is logged with
+its traceback and the daemon exits 1, so systemd restarts it.  A missing API key
+is not a reason to exit (systemd would only restart into the same state): the
+appliance shows the error, rings its timers and says why in `ctl status`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any, Callable
 
 from . import sdnotify
 from .ask import session_from_config
+from .supervisor import Supervisor
 from .button import ButtonError, Gesture
 from .conductor import Conductor, State
 from .config import Config, ConfigError, control_socket_path, endpoint_url, load_api_key, state_dir
@@ -26,7 +32,7 @@ from .control import ControlError, ControlServer
 from .leds import LedsError, build_leds
 from .live.session import InsecureEndpointError, check_endpoint
 from .netutil import is_loopback_host
-from .secret import Secret, install_redaction
+from .secret import NO_API_KEY, Secret, install_redaction
 from .uplink import Uplink
 
 log = logging.getLogger(__name__)
@@ -35,13 +41,16 @@ log = logging.getLogger(__name__)
 AUDIO_ALIVE_S = 2.0
 #: SIGTERM to exit; systemd's default stop timeout is far longer, the promise is 2 s
 SHUTDOWN_BUDGET_S = 1.5
+#: exit code when a long-lived task died (systemd's Restart=on-failure restarts it)
+EXIT_TASK_DIED = 1
 
 
 class DaemonError(Exception):
     """The daemon cannot start; the text is one line for the owner."""
 
 
-def _api_key(cfg: Config) -> Secret | None:
+def _api_key(cfg: Config) -> tuple[Secret | None, str | None]:
+    """The key, and why the appliance cannot talk without one (None when it can)."""
     try:
         key = load_api_key(cfg)
     except ConfigError as exc:
@@ -50,10 +59,8 @@ def _api_key(cfg: Config) -> Secret | None:
 
     host = urlsplit(endpoint_url(cfg.live)).hostname or ""
     if key is None and not is_loopback_host(host):
-        raise DaemonError(
-            "no API key: set GEMINI_API_KEY, live.api_key_file, or the systemd credential gemini-api-key"
-        )
-    return key
+        return None, NO_API_KEY
+    return key, None
 
 
 class Daemon:
@@ -72,6 +79,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._virtual_button: Any = None
         self.timers: Any = None
+        self.supervisor = Supervisor()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -81,96 +89,131 @@ class Daemon:
             check_endpoint(endpoint_url(self.cfg.live))
         except InsecureEndpointError as exc:
             raise DaemonError(str(exc)) from None
-        key = _api_key(self.cfg)
+        key, cannot_talk = _api_key(self.cfg)
         if key is not None:
             install_redaction(key, only_existing=True)  # the handler setup_logging made
+        if cannot_talk is not None:
+            log.error("%s", cannot_talk)
 
+        loop = asyncio.get_running_loop()
+        stack = AsyncExitStack()
+        try:
+            return await self._run(stack, loop, key, cannot_talk)
+        finally:
+            await self._teardown(stack)
+
+    async def _teardown(self, stack: AsyncExitStack) -> None:
+        """Close everything within the shutdown budget; past it, leave the rest to exit."""
+        try:
+            async with asyncio.timeout(SHUTDOWN_BUDGET_S):
+                self.supervisor.stand_down()
+                await stack.aclose()
+                await self.supervisor.stop(0.2)
+        except TimeoutError:
+            log.warning("shutdown took longer than %.1f s; exiting anyway", SHUTDOWN_BUDGET_S)
+
+    async def _run(self, stack: AsyncExitStack, loop: asyncio.AbstractEventLoop,
+                   key: Secret | None, cannot_talk: str | None) -> int:
         from .audio.capture import Capture
         from .audio.devices import AudioDeviceError, open_pyaudio
         from .audio.playback import Player
 
-        loop = asyncio.get_running_loop()
-        async with AsyncExitStack() as stack:
-            pa = open_pyaudio()
-            stack.callback(pa.terminate)
-            try:
-                self.player = Player(self.cfg.audio, loop, state_dir=state_dir(self.cfg), pa=pa)
-                self.player.start()
-                stack.callback(self.player.close)
-            except AudioDeviceError as exc:
-                raise DaemonError(f"speaker: {exc}") from None
-            from .tools import ToolContext, ToolRegistry
-            from .tools.timers import TimerService, TimerStore
+        pa = open_pyaudio()
+        stack.callback(pa.terminate)
+        try:
+            self.player = Player(self.cfg.audio, loop, state_dir=state_dir(self.cfg), pa=pa)
+            self.player.start()
+            stack.callback(self.player.close)
+        except AudioDeviceError as exc:
+            raise DaemonError(f"speaker: {exc}") from None
+        from .tools import ToolContext, ToolRegistry
+        from .tools.timers import TimerService, TimerStore
 
-            self.timers = TimerService(
-                TimerStore.in_dir(state_dir(self.cfg)), self.cfg.timers, loop,
-                on_ring=self._timer_rang, on_change=self._timers_changed,
-            )
-            tools = ToolRegistry.from_config(self.cfg, ToolContext.from_config(
-                self.cfg, timers=self.timers, get_volume=lambda: self.player.volume,
-                set_volume=self.player.set_volume,
-            ))
-            session = session_from_config(
-                self.cfg, key, functions=tools.declarations(), google_search=self.cfg.tools.google_search
-            )
-            stack.push_async_callback(session.close)
-            uplink = Uplink(session, self.cfg.audio, self.cfg.vad)
-            try:
-                leds = build_leds(self.cfg.leds, pin_factory=self.pin_factory)
-            except LedsError as exc:
-                raise DaemonError(str(exc)) from None
-            stack.callback(leds.close)
-            async def answer(call: Any) -> Any:
-                return tools.handle(call)
+        self.timers = TimerService(
+            TimerStore.in_dir(state_dir(self.cfg)), self.cfg.timers, loop,
+            on_ring=self._timer_rang, on_change=self._timers_changed,
+        )
+        tools = ToolRegistry.from_config(self.cfg, ToolContext.from_config(
+            self.cfg, timers=self.timers, get_volume=lambda: self.player.volume,
+            set_volume=self.player.set_volume,
+        ))
+        session = session_from_config(
+            self.cfg, key, functions=tools.declarations(), google_search=self.cfg.tools.google_search
+        )
+        stack.push_async_callback(session.close)
+        uplink = Uplink(session, self.cfg.audio, self.cfg.vad)
+        try:
+            leds = build_leds(self.cfg.leds, pin_factory=self.pin_factory)
+        except LedsError as exc:
+            raise DaemonError(str(exc)) from None
+        stack.callback(leds.close)
+        async def answer(call: Any) -> Any:
+            return tools.handle(call)
 
-            conductor = Conductor(self.cfg, session, uplink, self.player, leds, tool_handler=answer,
-                                  alarms=self.timers, cancel_tools=tools.cancel)
-            conductor.on_state = self._on_state
-            self.conductor = conductor
-            # timers that went off while the daemon was down ring now, network or not
-            self.timers.start()
-            stack.push_async_callback(self._stop_timers)
-            try:
-                self.capture = Capture(self.cfg.audio, uplink.on_frame, loop, pa=pa)
-                self.capture.start()
-                stack.callback(self.capture.close)
-            except AudioDeviceError as exc:
-                raise DaemonError(f"microphone: {exc}") from None
-            stack.push_async_callback(conductor.close)
+        conductor = Conductor(self.cfg, session, uplink, self.player, leds, tool_handler=answer,
+                              alarms=self.timers, cancel_tools=tools.cancel)
+        conductor.on_state = self._on_state
+        self.conductor = conductor
+        if cannot_talk is not None:
+            conductor.cannot_talk(cannot_talk)
+        # timers that went off while the daemon was down ring now, network or not
+        self.timers.start()
+        stack.push_async_callback(self._stop_timers)
+        try:
+            self.capture = Capture(self.cfg.audio, uplink.on_frame, loop, pa=pa)
+            self.capture.start()
+            stack.callback(self.capture.close)
+        except AudioDeviceError as exc:
+            raise DaemonError(f"microphone: {exc}") from None
+        stack.push_async_callback(conductor.close)
 
-            self._start_button(stack, loop, conductor)
-            control = ControlServer(self.control_path, self._control)
-            try:
-                await control.start()
-            except ControlError as exc:
-                raise DaemonError(str(exc)) from None
-            stack.push_async_callback(control.close)
+        self._start_button(stack, loop, conductor)
+        control = ControlServer(self.control_path, self._control)
+        try:
+            await control.start()
+        except ControlError as exc:
+            raise DaemonError(str(exc)) from None
+        stack.push_async_callback(control.close)
 
-            conductor.start()
-            watch = loop.create_task(self.capture.watch(), name="capture-watch")
-            stack.callback(watch.cancel)
-            sdnotify.ready(conductor.state.value)
-            log.info("appliance running; control socket %s", self.control_path)
-            interval = sdnotify.watchdog_interval()
-            dog_task: asyncio.Task[None] | None = None
-            if interval:
-                dog = sdnotify.Watchdog(interval, [
-                    sdnotify.Check("microphone callback seen within 2 s", self._capture_alive),
-                    sdnotify.Check("speaker callback seen within 2 s", self._player_alive),
-                ])
-                dog_task = loop.create_task(dog.run(), name="watchdog")
-                stack.callback(dog_task.cancel)
+        conductor.start()
+        self.supervisor.adopt_all(conductor.tasks)
+        self.supervisor.spawn(self.capture.watch(), "capture-watch")
+        stack.push_async_callback(self.supervisor.stop, 0.5)  # before the devices close
+        sdnotify.ready(conductor.state.value)
+        log.info("appliance running; control socket %s", self.control_path)
+        interval = sdnotify.watchdog_interval()
+        dog_task: asyncio.Task[None] | None = None
+        if interval:
+            dog = sdnotify.Watchdog(interval, [
+                sdnotify.Check("microphone callback seen within 2 s", self._capture_alive),
+                sdnotify.Check("speaker callback seen within 2 s", self._player_alive),
+                sdnotify.Check("every long-lived task alive", self.supervisor.alive),
+            ])
+            # not supervised: if it dies, the missing pings make systemd restart us
+            dog_task = loop.create_task(dog.run(), name="watchdog")
 
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.request_stop)
-                stack.callback(loop.remove_signal_handler, sig)
-            await self._stop.wait()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+            stack.callback(loop.remove_signal_handler, sig)
+        stop = loop.create_task(self._stop.wait(), name="stop-request")
+        died = loop.create_task(self.supervisor.failed.wait(), name="task-failure")
+        try:
+            await asyncio.wait({stop, died}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            died.cancel()
+        code = 0
+        if self.supervisor.failed.is_set():
+            code = EXIT_TASK_DIED
+            log.error("stopping: %s", self.supervisor.failure)
+            sdnotify.status(f"failed: {self.supervisor.failure}")
+        else:
             log.info("stopping")
-            if dog_task is not None:  # no watchdog ping may follow STOPPING=1
-                dog_task.cancel()
-                await asyncio.gather(dog_task, return_exceptions=True)
-            sdnotify.stopping()
-        return 0
+        if dog_task is not None:  # no watchdog ping may follow STOPPING=1
+            dog_task.cancel()
+            await asyncio.gather(dog_task, return_exceptions=True)
+        sdnotify.stopping()
+        return code
 
     # ------------------------------------------------------------------ wiring
 

@@ -25,10 +25,13 @@ error       fast blink (4 Hz)                       red
 alarm       bright flash (3 Hz)                     white flashes over red
 =========== ======================================= ============================
 
-Timing runs on gpiozero's own background threads (`pulse()` / `blink()`), so `Leds.show`
-only starts or stops a pattern and returns at once; it is safe to call from the asyncio
-loop, including from the code that sends microphone audio (which is how the listening LED is
-kept on exactly while audio leaves the device).
+Timing runs on gpiozero's own background threads (`pulse()` / `blink()`), and even starting
+or stopping a pattern can wait (gpiozero's `off()` joins its blink thread), so no gpiozero call
+is made by `Leds.show`: it records the state and posts it to the Leds' own worker thread,
+which makes the calls. `show` never waits for that thread, so it is safe to call from the
+asyncio loop, including from the code that sends microphone audio (which is how the listening
+LED is kept on exactly while audio leaves the device). The devices are opened by `build_leds`
+(once, at start-up) and closed on the worker by `Leds.close`.
 
 gpiozero is imported only by `build_leds` for a real wiring, so this module imports on a
 machine without it.
@@ -308,11 +311,28 @@ def _close_all(devices: list[Any]) -> None:
 # --------------------------------------------------------------------------- Leds
 
 
+_CLOSE_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One thing for the worker to show."""
+
+    state: str
+    pattern: Pattern
+
+
 class Leds:
     """The appliance's status LEDs. Build one with `build_leds`.
 
     `show()` is cheap and idempotent: showing the state that is already shown leaves its
-    pattern running undisturbed. All methods may be called from any thread.
+    pattern running undisturbed. All methods may be called from any thread, and none of them
+    waits for the hardware except `close()` and `wait_idle()`, both bounded by a timeout.
+
+    gpiozero is driven by one worker thread per Leds, fed through a mailbox that holds a
+    single job. Overflow policy: only the newest state matters. A state posted while an
+    earlier one is still waiting replaces it, so a burst of changes costs one render and the
+    LEDs never replay stale states; `state` and `pattern` always tell the newest one.
     """
 
     def __init__(self, cfg: LedsConfig, output: _Output | None = None) -> None:
@@ -321,8 +341,17 @@ class Leds:
         self._cap = cfg.max_brightness
         self._state: str | None = None
         self._pattern = OFF
-        self._lock = threading.Lock()
         self._failed = False
+        # Guards everything above and the mailbox below; never held while gpiozero is called.
+        self._cond = threading.Condition()
+        self._pending: _Job | None = None
+        self._current: _Job | None = None  # the job the worker rendered last (or is rendering)
+        self._rendering = False
+        self._stopping = False
+        self._worker: threading.Thread | None = None
+        if output is not None:
+            self._worker = threading.Thread(target=self._run, args=(output,), name="leds", daemon=True)
+            self._worker.start()
 
     @property
     def kind(self) -> str:
@@ -336,7 +365,7 @@ class Leds:
 
     @property
     def pattern(self) -> Pattern:
-        """What the LEDs show right now (OFF for a per_state state without an LED)."""
+        """What the LEDs show, or are about to (OFF for a per_state state without an LED)."""
         return self._pattern
 
     @property
@@ -345,9 +374,9 @@ class Leds:
         return self._cap
 
     def show(self, state: str) -> None:
-        """Show `state`'s pattern; a no-op when `state` is already shown."""
+        """Show `state`'s pattern; a no-op when `state` is already shown. Never waits for the LEDs."""
         _check_state(state)
-        with self._lock:
+        with self._cond:
             if state != self._state:
                 self._apply(state)
 
@@ -356,18 +385,39 @@ class Leds:
         is_number = isinstance(cap, (int, float)) and not isinstance(cap, bool)
         if not is_number or not math.isfinite(cap) or not 0.0 <= cap <= 1.0:
             raise ValueError(f"LED brightness must be a number from 0 to 1, not {cap!r}")
-        with self._lock:
+        with self._cond:
             if cap == self._cap:
                 return
             self._cap = float(cap)
             if self._state is not None:
                 self._apply(self._state)
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until the worker has shown the newest state; False if `timeout` s passed first.
+
+        For tests and tools that look at the pins; the appliance itself never waits.
+        """
+        with self._cond:
+            return self._cond.wait_for(lambda: self._pending is None and not self._rendering, timeout)
+
     def close(self) -> None:
-        """Turn the LEDs off and release their pins. Later `show()` calls only record the state."""
-        with self._lock:
-            output, self._output = self._output, _NoOutput()
-            output.close()
+        """Turn the LEDs off and release their pins. Later `show()` calls only record the state.
+
+        A state still waiting is dropped. Waits at most a couple of seconds for the worker; a
+        worker stuck in gpiozero is logged and left behind (it is a daemon thread).
+        """
+        with self._cond:
+            self._output = _NoOutput()
+            self._stopping = True
+            self._pending = None
+            self._cond.notify_all()
+        worker = self._worker
+        if worker is None or worker is threading.current_thread():
+            return
+        worker.join(_CLOSE_TIMEOUT_S)
+        if worker.is_alive():
+            _log.warning("status LEDs did not turn off within %g s; leaving them to the worker thread",
+                         _CLOSE_TIMEOUT_S)
 
     def __enter__(self) -> Leds:
         return self
@@ -376,18 +426,49 @@ class Leds:
         self.close()
 
     def _apply(self, state: str) -> None:
+        """Record `state` and post it to the worker (the caller holds the lock)."""
         if self._output.shows(state):
             pattern = pattern_for(state, cap=self._cap, idle_brightness=self._cfg.idle_brightness)
         else:
             pattern = OFF
         self._state = state
         self._pattern = pattern
+        if self._worker is None or self._stopping:
+            return
+        job = _Job(state, pattern)
+        # Latest wins: replace whatever waits; nothing waits if the worker already shows this.
+        self._pending = None if job == self._current else job
+        self._cond.notify_all()
+
+    def _run(self, output: _Output) -> None:
+        """The worker: render the newest job, one at a time, until close; then close the devices."""
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending is not None or self._stopping)
+                if self._stopping:
+                    break
+                job, self._pending = self._pending, None
+                assert job is not None
+                self._current = job
+                self._rendering = True
+            try:
+                self._render(output, job)
+            finally:
+                with self._cond:
+                    self._rendering = False
+                    self._cond.notify_all()
         try:
-            self._output.render(state, pattern)
+            output.close()
+        except Exception as exc:  # noqa: BLE001 - closing is best effort; say so once
+            _log.warning("status LEDs could not be released cleanly: %s", " ".join(str(exc).split()))
+
+    def _render(self, output: _Output, job: _Job) -> None:
+        try:
+            output.render(job.state, job.pattern)
         except Exception as exc:  # noqa: BLE001 - a broken LED must never stop the appliance
             if not self._failed:
                 self._failed = True
-                _log.warning("status LED failed while showing %s: %s", state, " ".join(str(exc).split()))
+                _log.warning("status LED failed while showing %s: %s", job.state, " ".join(str(exc).split()))
 
     def __repr__(self) -> str:
         return f"Leds(kind={self.kind!r}, state={self._state!r}, pattern={self._pattern.describe()!r})"

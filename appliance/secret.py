@@ -22,6 +22,13 @@ REDACTED = "[redacted]"
 _PLACEHOLDER = "Secret('****')"
 
 
+#: what the owner reads when no key is configured: `ask` prints it, the daemon shows it
+NO_API_KEY = (
+    "no API key: set GEMINI_API_KEY, or live.api_key_file in the config, "
+    "or use the systemd credential gemini-api-key"
+)
+
+
 class Secret:
     """An API key or token that never prints its value.
 

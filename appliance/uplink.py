@@ -7,16 +7,18 @@ post-roll keeps the last word), and the turn's audio goes to the session.
 
 `activityStart` goes out when the local VAD first hears speech, not at the press:
 an accidental press with nothing said then costs no model turn and no protocol
-error.  The exception is a press during a reply (barge-in), where `activityStart`
-must go out at once because that is what interrupts the model.
+error.  That holds for a barge-in too: the press silences the speaker locally at
+once, and the reply's rest is dropped as residue; the service is interrupted only
+when the user really speaks, so a barge-in with nothing said leaves no activity
+open on the wire.
 
 `on_frame`, `press`, `release` and `stop` run on the event loop and never block:
-they put work on a bounded outbox that `run()` drains into the session.
+they put work on an ordered outbox that `run()` drains into the session.  Turn
+signals in it are never dropped; audio is bounded (see OUTBOX_FRAMES).
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import time
@@ -27,12 +29,14 @@ from typing import Callable
 from .audio.endpoint import Endpointer, EndReason, SpeechDetector
 from .audio.frames import FRAME_MS, ms_to_frames
 from .audio.preroll import PrerollRing
+from .channel import OrderedChannel
 from .config import AudioConfig, VadConfig
 from .live.session import LiveSession
 
 log = logging.getLogger(__name__)
 
-#: most frames ever waiting for the session (30 s); past it the newest are dropped
+#: most audio frames ever waiting for the session (30 s); past it the newest audio is
+#: dropped.  Turn signals (start, end) are never dropped.
 OUTBOX_FRAMES = 1500
 #: a backlog of frames goes out in messages of up to this many frames (100 ms)
 BATCH_FRAMES = 5
@@ -53,6 +57,8 @@ class TurnReport:
 
     mode: Mode
     pressed_at: float
+    #: the session's id for this turn (None when nothing was ever sent)
+    turn_id: int | None = None
     reason: EndReason | None = None
     submitted: bool = False
     barge_in: bool = False
@@ -107,7 +113,7 @@ class Uplink:
         self._ring = PrerollRing(ms_to_frames(audio.preroll_ms))
         self._held_frames = self._ring.capacity + DETECTION_LAG_FRAMES
         self._turn: _Turn | None = None
-        self._outbox: asyncio.Queue[tuple[str, object]] = asyncio.Queue(OUTBOX_FRAMES)
+        self._outbox: OrderedChannel[tuple[str, object]] = OrderedChannel(OUTBOX_FRAMES)
         self._overflow_logged = False
         #: called on the loop when a turn ends (submitted or not)
         self.on_turn_end: Callable[[TurnReport], None] | None = None
@@ -122,7 +128,7 @@ class Uplink:
         return self._turn is not None and not self._turn.ended
 
     def press(self, mode: Mode | str = Mode.HOLD, *, barge_in: bool = False) -> None:
-        """Start a turn; with `barge_in`, interrupt the reply at once."""
+        """Start a turn; `barge_in` only marks it in the report (see the module docstring)."""
         if self.listening:
             self.stop()
         mode = Mode(mode)
@@ -134,8 +140,6 @@ class Uplink:
         )
         turn.report.barge_in = barge_in
         self._turn = turn
-        if barge_in:
-            self._queue_start(turn)  # this is what interrupts the reply on the server
         for frame in self._ring.snapshot():
             self._feed(turn, frame, preroll=True)
 
@@ -216,15 +220,13 @@ class Uplink:
         if turn.flowing:
             self._enqueue("end", turn, turn)
         else:
-            # A barge-in press may have sent activityStart; with no audio the session
-            # sends no activityEnd, so the service sees no empty turn.
             log.info("turn ended (%s) without speech: nothing sent", reason.value)
             self._report(turn)
 
     def _enqueue(self, kind: str, item: object, turn: _Turn) -> None:
-        try:
-            self._outbox.put_nowait((kind, item))
-        except asyncio.QueueFull:
+        if kind != "audio":
+            self._outbox.put_control((kind, item))
+        elif not self._outbox.put_data_nowait((kind, item)):
             turn.report.dropped_frames += 1
             if not self._overflow_logged:
                 self._overflow_logged = True
@@ -232,7 +234,10 @@ class Uplink:
 
     def _report(self, turn: _Turn) -> None:
         if self.on_turn_end is not None:
-            self.on_turn_end(turn.report)
+            try:
+                self.on_turn_end(turn.report)
+            except Exception:  # the owner's bug must not end the microphone's path
+                log.exception("turn report handler failed")
 
     def _set_sending(self, value: bool) -> None:
         if value != self.sending:
@@ -244,23 +249,17 @@ class Uplink:
 
     async def run(self) -> None:
         """Drain the outbox into the session; runs for the life of the uplink."""
-        pending: tuple[str, object] | None = None
         current: _Turn | None = None
         while True:
-            kind, item = pending if pending is not None else await self._outbox.get()
-            pending = None
+            kind, item = await self._outbox.get()
             if kind == "start":
                 current = item  # type: ignore[assignment]
-                await self._session.activity_start()
+                current.report.turn_id = await self._session.activity_start()
                 current.report.start_sent_at = self._clock()
             elif kind == "audio":
                 batch = [item]
-                while len(batch) < BATCH_FRAMES and not self._outbox.empty():
-                    nxt = self._outbox.get_nowait()
-                    if nxt[0] != "audio":
-                        pending = nxt
-                        break
-                    batch.append(nxt[1])
+                while len(batch) < BATCH_FRAMES and self._outbox.peek_is_data():
+                    batch.append(self._outbox.get_nowait()[1])
                 await self._session.send_audio(b"".join(batch))  # type: ignore[arg-type]
                 self._set_sending(True)
                 if current is not None:

@@ -256,28 +256,21 @@ def test_handler_exception_is_an_error_reply_and_the_server_survives(
     assert any(record.exc_info and "tap" in record.getMessage() for record in caplog.records)
 
 
-def test_concurrent_clients_are_bounded(sock_path: Path) -> None:
+def test_a_full_socket_closes_the_longest_idle_client_for_a_newcomer(sock_path: Path) -> None:
     async def scenario() -> None:
         async with ControlServer(sock_path, StandInDaemon().handle, max_clients=2) as server:
             first, second = await Client.connect(sock_path), await Client.connect(sock_path)
             assert (await first.ask({"cmd": "status"}))["ok"] and (await second.ask({"cmd": "status"}))["ok"]
 
             third = await Client.connect(sock_path)
-            refused = await third.reply()
-            assert refused["ok"] is False and "too many" in refused["error"]
-            assert await third.at_eof()
+            assert (await third.ask({"cmd": "press"})) == {"ok": True, "state": "listening"}, "the newcomer is served"
 
-            await first.close()
-            # the server notices the hang-up on its own loop turn; each attempt is a full round trip
-            for _ in range(100):
-                fourth = await Client.connect(sock_path)
-                reply = await fourth.ask({"cmd": "status"})
-                if reply["ok"]:
-                    break
-                await fourth.close()
-            assert reply["ok"], "a slot frees up when a client leaves"
+            notice = await first.reply()
+            assert notice["ok"] is False and "idle" in notice["error"] and "reconnect" in notice["error"]
+            assert await first.at_eof(), "the client idle longest made room"
+            assert (await second.ask({"cmd": "status"}))["ok"], "the others keep their connection"
             assert server.client_count == 2
-            await fourth.close()
+            await third.close()
             await second.close()
 
     run(scenario())

@@ -48,6 +48,11 @@ def brightness(pin: MockPWMPin, active_high: bool = True) -> float:
     return float(pin.state) if active_high else 1.0 - float(pin.state)
 
 
+def settle(leds: Leds) -> None:
+    """Wait for the LED worker to have shown the newest state (show() itself never waits)."""
+    assert leds.wait_idle(TIMEOUT_S), "the LED worker did not catch up"
+
+
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT_S) -> None:
     """Poll a mock pin's recorded history until `condition` holds (bounded; not a fixed sleep)."""
     deadline = time.monotonic() + timeout
@@ -168,8 +173,10 @@ def test_pwm_solid_states(make: Callable[..., Leds], factory: MockFactory, activ
     leds = make(kind="pwm", pin=12, active_high=active_high, max_brightness=0.4, idle_brightness=0.5)
     pin = factory.pin(12)
     leds.show("listening")
+    settle(leds)
     assert pin.state == pytest.approx(0.4 if active_high else 0.6)
     leds.show("idle")
+    settle(leds)
     assert pin.state == pytest.approx(0.2 if active_high else 0.8)
 
 
@@ -179,6 +186,7 @@ def test_pwm_idle_with_zero_brightness_is_off(make: Callable[..., Leds], factory
     leds = make(kind="pwm", pin=12, active_high=active_high, idle_brightness=0.0)
     leds.show("listening")
     leds.show("idle")
+    settle(leds)
     assert factory.pin(12).state == pytest.approx(0.0 if active_high else 1.0)
     assert leds.pattern.kind == "off"
 
@@ -221,8 +229,10 @@ def test_showing_the_same_solid_state_again_changes_nothing(make: Callable[..., 
     leds = make(kind="pwm", pin=12)
     pin = factory.pin(12)
     leds.show("listening")
+    settle(leds)
     pin.clear_states()
     leds.show("listening")
+    settle(leds)
     assert len(pin.states) == 1 and pin.state == pytest.approx(1.0)
 
 
@@ -245,14 +255,17 @@ def test_brightness_cap_applies_at_once(make: Callable[..., Leds], factory: Mock
     leds = make(kind="pwm", pin=12, max_brightness=1.0)
     pin = factory.pin(12)
     leds.show("listening")
+    settle(leds)
     assert pin.state == pytest.approx(1.0)
     leds.set_brightness_cap(0.2)
+    settle(leds)
     assert pin.state == pytest.approx(0.2)
     assert leds.brightness_cap == pytest.approx(0.2) and leds.pattern.level == pytest.approx(0.2)
     pin.clear_states()
     leds.show("error")
     assert max(wait_for_swing(pin, 0.2)) <= 0.2 + 1e-9
     leds.set_brightness_cap(0.0)
+    settle(leds)
     assert pin.state == pytest.approx(0.0) and leds.pattern.kind == "off"
     for bad in (1.5, -0.1, float("nan")):
         with pytest.raises(ValueError, match="from 0 to 1"):
@@ -265,6 +278,7 @@ def test_pwm_uses_the_default_pin_factory(monkeypatch: pytest.MonkeyPatch, facto
     leds = build_leds(dataclasses.replace(LedsConfig(), kind="pwm", pin=18))
     try:
         leds.show("listening")
+        settle(leds)
         assert factory.pin(18).state == pytest.approx(1.0)
     finally:
         leds.close()
@@ -295,10 +309,12 @@ def test_rgb_solid_colours(make: Callable[..., Leds], factory: MockFactory, acti
     leds = make(kind="rgb", rgb_pins=RGB_PINS, active_high=active_high, max_brightness=0.5,
                 idle_brightness=0.4)
     leds.show("listening")
+    settle(leds)
     assert rgb_levels(factory, active_high) == pytest.approx((0.0, 0.0, 0.5))
     raw = tuple(factory.pin(p).state for p in RGB_PINS)
     assert raw == pytest.approx((0.0, 0.0, 0.5) if active_high else (1.0, 1.0, 0.5))
     leds.show("idle")
+    settle(leds)
     assert rgb_levels(factory, active_high) == pytest.approx((0.2, 0.2, 0.2))
 
 
@@ -306,6 +322,7 @@ def test_rgb_idle_with_zero_brightness_is_dark(make: Callable[..., Leds], factor
     leds = make(kind="rgb", rgb_pins=RGB_PINS, idle_brightness=0.0)
     leds.show("listening")
     leds.show("idle")
+    settle(leds)
     assert rgb_levels(factory) == pytest.approx((0.0, 0.0, 0.0))
 
 
@@ -359,20 +376,24 @@ def test_per_state_lights_only_the_current_states_led(make: Callable[..., Leds],
     listening, thinking, error = (factory.pin(p) for p in (5, 6, 13))
 
     leds.show("listening")
+    settle(leds)
     assert (listening.state, thinking.state, error.state) == pytest.approx((0.5, 0.0, 0.0))
 
     leds.show("thinking")
+    settle(leds)
     assert listening.state == pytest.approx(0.0)
     history = wait_for_swing(thinking, 0.5)
     assert_shape(history, "pulse", 0.5)
     assert max(brightness_history(error)) == 0.0
 
     leds.show("speaking")  # no LED for speaking: everything dark
+    settle(leds)
     assert (listening.state, thinking.state, error.state) == pytest.approx((0.0, 0.0, 0.0))
     assert leds.state == "speaking" and leds.pattern.kind == "off"
 
     error.clear_states()
     leds.show("error")
+    settle(leds)
     assert_shape(wait_for_swing(error, 0.5), "blink", 0.5)
     assert (listening.state, thinking.state) == pytest.approx((0.0, 0.0))
 
@@ -383,6 +404,7 @@ def test_per_state_states_may_share_one_led(make: Callable[..., Leds], factory: 
     leds.show("offline")
     assert_shape(wait_for_swing(shared, 1.0), "blink", 1.0)
     leds.show("listening")
+    settle(leds)
     assert (factory.pin(5).state, shared.state) == pytest.approx((1.0, 0.0))
 
 
@@ -390,6 +412,7 @@ def test_per_state_idle_led_follows_idle_brightness(make: Callable[..., Leds], f
     leds = make(kind="per_state", state_pins=("idle:5", "listening:6"), idle_brightness=0.25,
                 active_high=False)
     leds.show("idle")
+    settle(leds)
     assert (factory.pin(5).state, factory.pin(6).state) == pytest.approx((0.75, 1.0))
 
 
@@ -444,6 +467,7 @@ def test_every_state_can_have_its_own_led(factory: MockFactory) -> None:
     try:
         for pin, state in enumerate(STATES, 2):
             leds.show(state)
+            settle(leds)
             assert leds.pattern == pattern_for(state, cap=1.0)
             others = [factory.pin(p).state for p in range(2, 2 + len(STATES)) if p != pin]
             assert others == pytest.approx([0.0] * len(others))

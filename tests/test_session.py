@@ -13,6 +13,7 @@ from appliance.audio.speech import speechlike
 from appliance.live import protocol as p
 from appliance.live.backoff import Backoff
 from appliance.live.emulator import Emulator, EmulatorConfig, Scenario
+from appliance.live.conversation import Attributed, Outcome, TurnEnded
 from appliance.live.session import (
     CloseKind,
     InsecureEndpointError,
@@ -57,16 +58,19 @@ async def ready(session: LiveSession, timeout: float = 5.0) -> None:
 async def events_until(
     session: LiveSession, stop: Callable[[object], bool], timeout: float = 10.0
 ) -> list[object]:
+    """Events (server events unwrapped from their turn) until `stop` says so."""
     seen: list[object] = []
     while True:
         event = await session.next_event(timeout)
+        if isinstance(event, Attributed):
+            event = event.event
         seen.append(event)
         if stop(event):
             return seen
 
 
 def is_turn_end(event: object) -> bool:
-    return isinstance(event, p.TurnComplete)
+    return isinstance(event, TurnEnded) and event.outcome is not Outcome.EMPTY
 
 
 async def speak(session: LiveSession, pcm: bytes) -> bool:
@@ -152,10 +156,13 @@ def test_barge_in_interrupts_the_reply_and_starts_a_new_turn():
             first = await events_until(session, is_turn_end)
             second = await events_until(session, is_turn_end)
             await session.close()
-        assert any(isinstance(e, p.Interrupted) for e in first)
+        assert first[-1].outcome is Outcome.INTERRUPTED
         assert len(audio_of(first)) < 3.0 * 24000 * 2 / 2  # cut well before the end
         assert emu.turns[0].interrupted and not emu.turns[1].interrupted
+        # the second reply is whole, and none of the cut reply's residue got into it
+        assert second[-1].outcome is Outcome.COMPLETE and second[-1].turn != first[-1].turn
         assert len(audio_of(second)) == 3.0 * 24000 * 2
+        assert session.stats.residue_events >= 1
 
     run(scenario())
 

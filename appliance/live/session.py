@@ -4,8 +4,11 @@
 `setupComplete`, then passes the server's events to its owner through a bounded
 queue.  Behind that it keeps the newest resumption handle and reconnects by
 itself: proactively after `goAway` (at the first moment no turn is in flight),
-and with backoff after a drop.  A user's utterance is never silently lost across
-a reconnect: the open (or just finished) activity is replayed on the new socket.
+and with backoff after a drop.  A user's question is never silently lost across
+a reconnect: one the server has not shown it heard is replayed on the new socket.
+Which turn each server event belongs to, and how each turn ended, is decided by
+`conversation.Conversation`, which the session feeds with everything it sends
+and receives; the owner gets `Attributed` events and `TurnEnded`.
 
 Everything runs on the caller's asyncio loop; no method blocks it.
 """
@@ -18,15 +21,17 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from ..channel import OrderedChannel
 from ..netutil import is_loopback_host
 from ..secret import RedactingFilter, Secret
 from . import protocol as p
+from .conversation import TURN_EVENTS, Attributed, Conversation, Origin, TurnEnded
 from .backoff import Backoff, config_error_backoff, quota_backoff, transient_backoff
 from .profiles import ModelProfile, profile_for
 
@@ -40,9 +45,10 @@ wire_log.addFilter(_wire_redactor)
 #: how much of one activity's audio is kept to replay after a reconnect (bytes of
 #: 16 kHz s16le: 60 s); past it the live stream goes on but replay is partial
 ACTIVITY_REPLAY_BYTES = 60 * 16000 * 2
-#: an utterance that could not be sent is dropped when the link is down longer than this
+#: a question that could not be sent is dropped when the link is down longer than this
 STALE_TURN_S = 20.0
-#: the event queue applies backpressure to the socket reader when the owner lags
+#: server events waiting for the owner; past it the socket reader waits (backpressure).
+#: Link changes and turn ends are never held back or dropped.
 EVENT_QUEUE_SIZE = 512
 #: text and history messages waiting for the link; the oldest is dropped past this
 OUTBOX_SIZE = 8
@@ -66,25 +72,7 @@ class LinkChanged:
     close_code: int | None = None
 
 
-@dataclass(frozen=True)
-class TurnDropped:
-    """An utterance could not be delivered (offline for too long)."""
-
-    reason: str
-
-
-SessionEvent = p.ServerEvent | LinkChanged | TurnDropped
-
-
-#: server events that show a submitted turn was heard (turnComplete is handled apart)
-_REPLY_EVENTS = (
-    p.InputTranscript,
-    p.AudioChunk,
-    p.ModelText,
-    p.OutputTranscript,
-    p.ToolCall,
-    p.GenerationComplete,
-)
+SessionEvent = p.ServerEvent | LinkChanged | Attributed | TurnEnded
 
 
 class CloseKind(enum.Enum):
@@ -133,20 +121,25 @@ def check_endpoint(url: str) -> None:
 
 @dataclass
 class _Activity:
-    """One user utterance, kept until the server has all of it."""
+    """One question (spoken or typed), kept until the server shows it heard it."""
 
+    turn: int
     started: float
     chunks: list[bytes] = field(default_factory=list)
     audio_bytes: int = 0
     stored_bytes: int = 0
+    #: a typed question: sent as text inside activityStart/activityEnd
+    text: str | None = None
     ended_at: float | None = None
     #: connection generation on which start and every chunk so far were sent
     live_on: int | None = None
     start_sent_on: int | None = None
     end_sent_on: int | None = None
-    #: the reply to an earlier turn was still coming when this one started; that
-    #: reply's last events must not count as the server having heard this one
-    earlier_turn_open: bool = False
+    catching_up: bool = False
+
+    @property
+    def has_content(self) -> bool:
+        return self.audio_bytes > 0 or bool(self.text)
 
     def add(self, pcm: bytes) -> None:
         self.audio_bytes += len(pcm)
@@ -163,6 +156,9 @@ class SessionStats:
     empty_activities: int = 0
     dropped_tool_responses: int = 0
     protocol_errors: int = 0
+    #: server events of replies the user abandoned, not passed on
+    residue_events: int = 0
+    replayed_turns: int = 0
 
 
 @dataclass(frozen=True)
@@ -172,6 +168,8 @@ class SessionOptions:
     keepalive_timeout_s: float = 60.0
     auth: str = "api_key"  # or "ephemeral"
     user_agent: str = "appliance/0.1"
+    #: a question with no reply event for this long ends as timed_out
+    reply_timeout_s: float = 20.0
 
 
 class LiveSession:
@@ -212,13 +210,18 @@ class LiveSession:
         self.stats = SessionStats()
         self.connected_at: float | None = None
         self.conversation_started_at: float | None = None
+        #: the one owner of turn identity; read it, never write it from outside
+        self.conversation = Conversation(reply_timeout_s=options.reply_timeout_s, stale_s=STALE_TURN_S)
 
-        self._events: asyncio.Queue[SessionEvent] = asyncio.Queue(EVENT_QUEUE_SIZE)
+        self._events: OrderedChannel[SessionEvent] = OrderedChannel(EVENT_QUEUE_SIZE)
         self._ws: ClientConnection | None = None
         self._gen = 0
         self._task: asyncio.Task[None] | None = None
+        self._clock_task: asyncio.Task[None] | None = None
         self._handoff_task: asyncio.Task[None] | None = None
+        self._closer_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._deadline_changed = asyncio.Event()
         self._state_changed = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -226,8 +229,6 @@ class LiveSession:
         self._fresh_next = False
 
         self._activity: _Activity | None = None
-        self._awaiting_reply = False
-        self._pending_calls: set[str] = set()
         self._outbox: deque[dict[str, Any]] = deque()
 
     # ------------------------------------------------------------------ lifecycle
@@ -236,7 +237,14 @@ class LiveSession:
         """Begin connecting in the background; events tell how it goes."""
         if self._task is None:
             self._closing = False
-            self._task = asyncio.get_running_loop().create_task(self._supervise(), name="live-session")
+            loop = asyncio.get_running_loop()
+            self._task = loop.create_task(self._supervise(), name="live-session")
+            self._clock_task = loop.create_task(self._turn_clock(), name="live-turn-clock")
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The session's long-lived tasks, for the owner's supervisor."""
+        return [t for t in (self._task, self._clock_task) if t is not None]
 
     async def wait_ready(self, timeout: float) -> bool:
         """True once a connection is set up; False on timeout or a configuration error."""
@@ -261,29 +269,35 @@ class LiveSession:
         ws = self._ws
         if ws is not None:
             await ws.close(1000, "client closing")
-        for task in (self._handoff_task, self._task):
+        for task in (self._handoff_task, self._closer_task, self._clock_task, self._task):
             if task is not None and not task.done():
                 task.cancel()
                 try:
                     await task
                 except (asyncio.CancelledError, Exception):
                     pass
-        self._task = None
+        self._task = self._clock_task = None
         self._set_state(LinkState.CLOSED, "closed by the appliance")
 
     def new_conversation(self) -> None:
         """Forget the conversation: the next connection starts without a handle."""
+        self._emit_ended(self.conversation.new_conversation(self._clock()))
+        self._activity = None
         self.handle = None
         self._fresh_next = True
         ws = self._ws
-        if ws is not None:
-            asyncio.get_running_loop().create_task(ws.close(1000, "new conversation"))
+        if ws is not None and (self._closer_task is None or self._closer_task.done()):
+            self._closer_task = asyncio.get_running_loop().create_task(
+                ws.close(1000, "new conversation"), name="live-close-for-new-conversation"
+            )
         else:
             self._wake.set()
 
-    def reconnect_now(self) -> None:
-        """Skip the remaining backoff delay (e.g. the owner fixed the network)."""
-        self._wake.set()
+    def try_now(self) -> None:
+        """Skip the rest of the backoff and try at once (someone pressed the button)."""
+        if self.state in (LinkState.OFFLINE, LinkState.CONNECTING):
+            self._transient.reset()
+            self._wake.set()
 
     async def next_event(self, timeout: float | None = None) -> SessionEvent:
         if timeout is None:
@@ -293,29 +307,32 @@ class LiveSession:
     def drain_events(self) -> list[SessionEvent]:
         """Everything already queued, without waiting."""
         out: list[SessionEvent] = []
-        while not self._events.empty():
+        while len(self._events):
             out.append(self._events.get_nowait())
         return out
-
-    async def __aiter__(self) -> AsyncIterator[SessionEvent]:
-        while True:
-            yield await self._events.get()
 
     @property
     def busy(self) -> bool:
         """A turn is in flight: the user is speaking, a reply or a tool call is pending."""
-        return self._activity is not None or self._awaiting_reply or bool(self._pending_calls)
+        return self.conversation.busy
 
-    # ------------------------------------------------------------------ sending
+    # ------------------------------------------------------------------ asking
 
-    async def activity_start(self) -> None:
-        """The user started speaking (also interrupts a reply on the server)."""
-        if self._activity is not None and self._activity.end_sent_on is None and self._activity.ended_at:
-            log.info("an undelivered utterance is replaced by a new one")
-        self._activity = _Activity(started=self._clock(), earlier_turn_open=self._awaiting_reply)
-        self._update_idle()
-        if self.state is LinkState.READY:
-            await self._catch_up(self._activity)
+    async def activity_start(self) -> int:
+        """The user started speaking; returns the new turn's id.
+
+        Nothing goes on the wire until the first audio: an activity that never gets
+        any is never opened, so the service never sees an empty turn.  Starting a
+        new activity cuts the reply in flight (the service does the same on its side).
+        """
+        now = self._clock()
+        if self._activity is not None and self._activity.ended_at is not None and self._activity.end_sent_on is None:
+            log.info("an undelivered question is replaced by a new one")
+        turn, ended = self.conversation.start_activity(now)
+        self._emit_ended(ended)
+        self._activity = _Activity(turn=turn, started=now)
+        self._changed()
+        return turn
 
     async def send_audio(self, pcm: bytes) -> None:
         """16 kHz s16le mono audio of the current activity; outside one it is dropped."""
@@ -326,51 +343,80 @@ class LiveSession:
         if not pcm:
             return
         act.add(pcm)
-        if act.live_on == self._gen and self.state is LinkState.READY:
+        if self.state is not LinkState.READY:
+            return
+        if act.live_on == self._gen:
             if not await self._send(p.audio_input(pcm)):
                 act.live_on = None
+        elif not act.catching_up:
+            await self._catch_up(act)
 
     async def activity_end(self) -> bool:
         """The user stopped; True when a turn was submitted (or will be, once online).
 
-        An activity without audio is not ended on the wire: the service closes the
-        connection (1007 "No turn to complete") for that, and an accidental press
-        should cost nothing.
+        An activity without audio ends here: it was never opened on the wire.
         """
         act = self._activity
         if act is None or act.ended_at is not None:
             return False
-        act.ended_at = self._clock()
-        if act.audio_bytes == 0:
+        now = self._clock()
+        act.ended_at = now
+        ended = self.conversation.end_activity(now, has_content=act.has_content)
+        if not act.has_content:
             self.stats.empty_activities += 1
             self._activity = None
-            self._update_idle()
+            self._emit_ended(ended)
             log.info("press without audio: nothing sent to the model")
             return False
-        if act.live_on == self._gen and self.state is LinkState.READY:
-            await self._finish(act)
+        if self.state is LinkState.READY:
+            if act.live_on == self._gen:
+                await self._finish(act)
+            elif not act.catching_up:
+                await self._catch_up(act)
+        self._changed()
         return True
 
-    async def send_text(self, text: str) -> None:
-        """A typed user turn (used by `appliance ask --text`)."""
-        self._awaiting_reply = True
-        self._update_idle()
-        await self._send_or_queue(p.text_input(text))
+    async def send_text(self, text: str) -> int:
+        """A typed question; returns its turn id.
 
-    async def send_client_content(self, turns: Sequence[tuple[str, str]], turn_complete: bool = True) -> None:
-        if turn_complete:
-            self._awaiting_reply = True
-            self._update_idle()
+        With automatic activity detection off, the service needs the activity
+        signals for every turn, so the text goes inside activityStart/activityEnd.
+        (`clientContent` would also do, but mid-session clientContent has been
+        reported to close 3.1 sessions with 1007; the activity form works on all.)
+        The question is replayed after a drop like a spoken one.
+        """
+        now = self._clock()
+        turn, ended = self.conversation.start_activity(now, Origin.TEXT)
+        self._emit_ended(ended)
+        act = _Activity(turn=turn, started=now, text=text, ended_at=now)
+        self._activity = act
+        self.conversation.end_activity(now, has_content=True)
+        if self.state is LinkState.READY:
+            await self._catch_up(act)
+        self._changed()
+        return turn
+
+    async def send_client_content(self, turns: Sequence[tuple[str, str]], turn_complete: bool = False) -> None:
+        """Context for the model (history), not a question: it starts no turn."""
         await self._send_or_queue(p.client_content(turns, turn_complete))
+
+    def cut_reply(self, why: str) -> list[TurnEnded]:
+        """The user abandoned the reply in flight (a press, `ctl stop`); the rest of it is dropped."""
+        ended = self.conversation.cut(self._clock(), why)
+        for e in ended:
+            self._release(e.turn)
+        self._changed()
+        return ended
 
     async def send_tool_response(self, responses: Sequence[p.FunctionResponse]) -> int:
         """Answer function calls of the current connection; returns how many were sent.
 
         A call issued on a connection that has since closed cannot be answered on
         a new one (the service would reject the unknown id), so such answers are
-        dropped with a warning.
+        dropped with a warning; every other answer is sent, never queued or lost.
         """
-        valid = [r for r in responses if r.id in self._pending_calls]
+        pending = self.conversation.pending_calls
+        valid = [r for r in responses if r.id in pending]
         dropped = len(responses) - len(valid)
         if dropped:
             self.stats.dropped_tool_responses += dropped
@@ -380,10 +426,10 @@ class LiveSession:
                 self.stats.dropped_tool_responses += len(valid)
                 log.warning("link down: %d tool response(s) could not be sent", len(valid))
             return 0
-        for r in valid:
-            self._pending_calls.discard(r.id)
-        self._update_idle()
-        if await self._send(p.tool_response(valid)):
+        sent = await self._send(p.tool_response(valid))
+        if sent:
+            self.conversation.tool_response_sent([r.id for r in valid], self._clock())
+            self._changed()
             return len(valid)
         return 0
 
@@ -392,7 +438,7 @@ class LiveSession:
             return
         if len(self._outbox) >= OUTBOX_SIZE:
             self._outbox.popleft()
-            log.warning("outbox full: dropped the oldest queued message")
+            log.warning("outbox full: dropped the oldest queued history message")
         self._outbox.append(message)
 
     async def _send(self, message: dict[str, Any]) -> bool:
@@ -406,50 +452,83 @@ class LiveSession:
             return False  # the reader notices the close and reconnects
 
     async def _catch_up(self, act: _Activity) -> None:
-        """Put an activity on the current connection: start, all audio so far, end if ended."""
-        gen = self._gen
-        if act.start_sent_on != gen:
-            if not await self._send(p.activity_start()):
-                return
-            act.start_sent_on = gen
-            if act.stored_bytes < act.audio_bytes:
-                log.warning("utterance longer than the replay buffer: its end is replayed partially")
-            i = 0
-            while i < len(act.chunks):
-                if not await self._send(p.audio_input(act.chunks[i])) or self._gen != gen:
+        """Put a question on the current connection: start, everything so far, end if ended."""
+        act.catching_up = True
+        try:
+            gen = self._gen
+            if act.start_sent_on != gen:
+                if not await self._send(p.activity_start()):
                     return
-                i += 1
-        act.live_on = gen
-        if act.ended_at is not None:
-            await self._finish(act)
+                act.start_sent_on = gen
+                if act.text is not None:
+                    if not await self._send(p.text_input(act.text)):
+                        return
+                if act.stored_bytes < act.audio_bytes:
+                    log.warning("question longer than the replay buffer: its end is replayed partially")
+                i = 0
+                while i < len(act.chunks):  # chunks added while this awaits are sent too
+                    if not await self._send(p.audio_input(act.chunks[i])) or self._gen != gen:
+                        return
+                    i += 1
+            act.live_on = gen
+            if act.ended_at is not None:
+                await self._finish(act)
+        finally:
+            act.catching_up = False
 
     async def _finish(self, act: _Activity) -> None:
-        """Send activityEnd; the activity is kept until the server shows it heard the turn.
+        """Send activityEnd; the question is kept until the server shows it heard it.
 
         A send that "succeeds" into a socket that is already dead loses the turn, so
-        the activity is only forgotten when a reply event arrives (see `_acknowledge`);
-        a reconnect before that replays it.
+        the question is only forgotten once the server answers it; a reconnect
+        before that replays it.
         """
+        if act.end_sent_on == self._gen:
+            return
         if await self._send(p.activity_end()):
             act.end_sent_on = self._gen
-            self._awaiting_reply = True
-            self._update_idle()
+            self.conversation.delivered(self._clock())
+            self._changed()
         else:
             act.live_on = None
 
-    def _acknowledge(self, event: p.ServerEvent) -> None:
-        """Forget the submitted activity once the server answers it."""
-        act = self._activity
-        if act is None:
-            return
-        if act.earlier_turn_open:
-            if isinstance(event, p.TurnComplete):
-                act.earlier_turn_open = False  # that was the earlier turn's end
-            return
-        if act.end_sent_on != self._gen:
-            return
-        self._activity = None
-        self._update_idle()
+    # ------------------------------------------------------------------ turn bookkeeping
+
+    def _release(self, turn: int) -> None:
+        """The stored question of `turn` is no longer needed."""
+        if self._activity is not None and self._activity.turn == turn:
+            self._activity = None
+
+    def _emit_ended(self, ended: Sequence[TurnEnded]) -> None:
+        for e in ended:
+            self._release(e.turn)
+            self._events.put_control(e)
+        if ended:
+            self._changed()
+
+    def _changed(self) -> None:
+        """The conversation changed: re-check the handoff and the turn clock."""
+        if self.busy:
+            self._idle.clear()
+        else:
+            self._idle.set()
+        self._deadline_changed.set()
+
+    async def _turn_clock(self) -> None:
+        """Ends questions whose reply never came and ones held offline too long."""
+        while True:
+            self._deadline_changed.clear()
+            deadline = self.conversation.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self._clock())
+            try:
+                await asyncio.wait_for(self._deadline_changed.wait(), timeout)
+                continue
+            except TimeoutError:
+                pass
+            ended = self.conversation.poll(self._clock())
+            for e in ended:
+                log.warning("turn %d %s: %s", e.turn, e.outcome.value, e.detail)
+            self._emit_ended(ended)
 
     # ------------------------------------------------------------------ connection loop
 
@@ -525,7 +604,6 @@ class LiveSession:
 
         self._ws = ws
         self._gen += 1
-        self._pending_calls.clear()
         self.stats.connections += 1
         try:
             outcome = await self._setup(ws, handle)
@@ -535,6 +613,7 @@ class LiveSession:
         finally:
             self._ws = None
             self.connected_at = None
+            self._emit_ended(self.conversation.connection_lost(self._clock()))
             if self._handoff_task is not None:
                 self._handoff_task.cancel()
                 self._handoff_task = None
@@ -587,22 +666,14 @@ class LiveSession:
         return None
 
     async def _deliver_pending(self) -> None:
-        """Replay what the user said that the server may not have heard, then queued text.
-
-        A reply that was streaming when the old connection ended will not finish on
-        this one, so nothing is awaited any more unless an utterance is replayed.
-        """
+        """Replay the question the server may not have heard, then queued history."""
         act = self._activity
-        self._awaiting_reply = act is not None
-        self._update_idle()
-        if act is not None:
-            act.earlier_turn_open = False
-            if act.ended_at is not None and self._clock() - act.ended_at > STALE_TURN_S:
-                self._activity = None
-                self._update_idle()
-                await self._events.put(TurnDropped("offline too long; the utterance was not sent"))
-            else:
-                await self._catch_up(act)
+        cur = self.conversation.current
+        if act is not None and cur is not None and cur.id == act.turn and self.conversation.needs_replay:
+            if act.start_sent_on is not None:
+                self.stats.replayed_turns += 1
+                log.info("asking turn %d again on the new connection", act.turn)
+            await self._catch_up(act)
         while self._outbox and self.state is LinkState.READY:
             if not await self._send(self._outbox[0]):
                 return
@@ -644,30 +715,31 @@ class LiveSession:
             if event.resumable and event.new_handle:
                 self.handle = event.new_handle
             return  # bookkeeping only
-        if isinstance(event, _REPLY_EVENTS):
-            self._acknowledge(event)
         if isinstance(event, p.GoAway):
             self._plan_handoff(event.time_left_s)
-        elif isinstance(event, p.ToolCall):
-            for call in event.calls:
-                if call.id:
-                    self._pending_calls.add(call.id)
-            self._update_idle()
-        elif isinstance(event, p.ToolCallCancellation):
-            self._pending_calls.difference_update(event.ids)
-            self._update_idle()
-        elif isinstance(event, p.TurnComplete):
-            self._acknowledge(event)
-            if event.interaction_status != "IN_PROGRESS" and self._activity is None:
-                self._awaiting_reply = False
-                self._update_idle()
         elif isinstance(event, (p.ProtocolError, p.Unknown)):
             if isinstance(event, p.ProtocolError):
                 self.stats.protocol_errors += 1
                 log.warning("skipped a malformed server message: %s (%s)", event.message, event.excerpt)
             else:
                 log.debug("ignored server field %s: %s", event.key, event.excerpt)
-        await self._events.put(event)
+        if not isinstance(event, TURN_EVENTS):
+            await self._events.put_data(event)
+            return
+        routed = self.conversation.route(event, self._clock())
+        act = self._activity
+        cur = self.conversation.current
+        if (act is not None and cur is not None and cur.id == act.turn and cur.heard
+                and act.end_sent_on == self._gen):
+            self._activity = None  # the server has the question; no replay needed
+        if not routed:
+            self.stats.residue_events += 1
+        for item in routed:
+            if isinstance(item, TurnEnded):
+                self._emit_ended([item])
+            else:
+                await self._events.put_data(item)
+        self._changed()
 
     # ------------------------------------------------------------------ goAway handoff
 
@@ -689,12 +761,6 @@ class LiveSession:
         ws = self._ws
         if ws is not None and self._gen == gen:
             await ws.close(1000, "handing over to a new connection")
-
-    def _update_idle(self) -> None:
-        if self.busy:
-            self._idle.clear()
-        else:
-            self._idle.set()
 
     # ------------------------------------------------------------------ helpers
 
@@ -720,10 +786,7 @@ class LiveSession:
         if state is not previous:
             log.info("link %s -> %s: %s", previous.value, state.value, reason)
         self._state_changed.set()
-        try:
-            self._events.put_nowait(LinkChanged(state, reason, code))
-        except asyncio.QueueFull:
-            log.warning("event queue full; link change to %s not queued", state.value)
+        self._events.put_control(LinkChanged(state, reason, code))
 
 
 def _describe(exc: BaseException) -> str:

@@ -24,7 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from appliance.live.emulator import Emulator, EmulatorConfig, add_arguments, run_from_args
-from appliance.live.emulator_scenario import Scenario, ScenarioError
+from appliance.live.emulator_scenario import SCENARIO_HELP, Scenario, ScenarioError
 
 KEY = "emu-test-key-3f9a1c"  # a fake key; the tests check it never shows up anywhere
 HEADERS = {"x-goog-api-key": KEY}
@@ -242,7 +242,10 @@ def test_text_and_client_content_turns_get_a_reply() -> None:
     async def body() -> None:
         async with make_emulator(Scenario(reply="echo", tone_seconds=0.2)) as emu:
             ws = await open_session(emu)
+            # manual activity detection: a typed turn is wrapped in activityStart/activityEnd like speech
+            await ws.send(ACTIVITY_START)
             await ws.send(json.dumps({"realtimeInput": {"text": "turn on the oven"}}))
+            await ws.send(ACTIVITY_END)
             messages = await collect_turn(ws)
             assert messages[0]["serverContent"]["inputTranscription"]["text"] == "turn on the oven"
             assert len(reply_audio(messages)) == 0.2 * 24000 * 2  # no user audio to echo: tone instead
@@ -974,3 +977,500 @@ def test_cli_prints_its_url_serves_and_stops_on_sigterm() -> None:
                 await proc.wait()
 
     run(body(), timeout=30)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Strictness added with the December 2026 corrections
+# ----------------------------------------------------------------------------------------------------------
+
+MEDIA_CHUNK = {"realtimeInput": {"mediaChunks": [{"mimeType": "audio/pcm;rate=16000",
+                                                  "data": base64.b64encode(sine16k(0.05)).decode()}]}}
+DECLARE = {"name": "set_timer", "description": "Start a kitchen timer",
+           "parameters": {"type": "OBJECT", "properties": {"seconds": {"type": "INTEGER"}}}}
+
+
+def tools_with(**declaration: Any) -> list[dict[str, Any]]:
+    return [{"functionDeclarations": [{**DECLARE, **declaration}]}]
+
+
+@pytest.mark.parametrize("model", ["gemini-3.8-live", "gemini-3.1-flash-live-preview"])
+def test_media_chunks_close_1007_as_deprecated_from_3_1_on(model: str) -> None:
+    async def body() -> None:
+        async with make_emulator() as emu:
+            code, reason = await rejected(emu, setup_msg(model=f"models/{model}", tools=None),
+                                          ACTIVITY_START, MEDIA_CHUNK)
+            assert code == 1007 and "mediaChunks is deprecated" in reason, reason
+            assert len(reason.encode()) <= 123
+
+    run(body())
+
+
+def test_media_chunks_still_work_on_2_5() -> None:
+    async def body() -> None:
+        async with make_emulator(Scenario(reply="tone", tone_seconds=0.1)) as emu:
+            ws = await open_session(emu, setup_msg(model="models/gemini-2.5-flash-native-audio-preview-12-2025"))
+            await ws.send(ACTIVITY_START)
+            await ws.send(json.dumps(MEDIA_CHUNK))
+            await ws.send(ACTIVITY_END)
+            await collect_turn(ws)
+            await ws.close()
+            assert len(emu.turns[0].user_pcm) == 0.05 * 16000 * 2
+
+    run(body())
+
+
+@pytest.mark.parametrize(("messages", "named"), [
+    ([setup_msg(sessionResumption={"handle": None})], "null at 'setup.session_resumption.handle'"),
+    ([setup_msg(generationConfig={"responseModalities": ["AUDIO"], "temperature": None})],
+     "'setup.generation_config.temperature'"),
+    ([setup_msg(systemInstruction=None, inputAudioTranscription={}, realtimeInputConfig={
+        "automaticActivityDetection": {"disabled": True}, "activityHandling": None})], "activity_handling"),
+    ([BASE_SETUP, {"realtimeInput": {"audio": None}}], "'realtime_input.audio'"),
+    ([BASE_SETUP, {"realtimeInput": None}], "'realtime_input'"),
+    ([setup_msg(tools=tools_with(description=None))], "description"),
+    ([setup_msg(tools=tools_with(parameters={"type": "OBJECT", "example": {"seconds": None}}))],
+     'example["seconds"]'),
+])
+def test_null_values_close_1007_on_3_8(messages: list[Any], named: str) -> None:
+    async def body() -> None:
+        async with make_emulator() as emu:
+            code, reason = await rejected(emu, *messages)
+            assert code == 1007 and named in reason and "null" in reason, reason
+
+    run(body())
+
+
+def test_null_inside_a_tool_response_closes_1007_on_3_8() -> None:
+    async def body() -> None:
+        async with make_emulator(Scenario(tool_calls=[("set_timer", {"seconds": 5})])) as emu:
+            ws = await open_session(emu)
+            await send_activity(ws, sine16k(0.1))
+            await recv_json(ws)
+            call = (await recv_json(ws))["toolCall"]["functionCalls"][0]
+            await ws.send(json.dumps({"toolResponse": {"functionResponses": [
+                {"id": call["id"], "name": "set_timer", "response": {"output": {"label": None}}}]}}))
+            code, reason = await closed_with(ws)
+            assert code == 1007 and 'response["output"]["label"]' in reason and "null" in reason, reason
+
+    run(body())
+
+
+def test_null_handle_reads_as_no_handle_on_2_5() -> None:
+    async def body() -> None:
+        async with make_emulator() as emu:
+            ws = await open_session(emu, setup_msg(model="models/gemini-2.5-flash-native-audio-preview-12-2025",
+                                                   sessionResumption={"handle": None}))
+            assert "sessionResumptionUpdate" in await recv_json(ws)
+            await ws.close()
+            assert emu.connections[0].resumed_handle is None
+
+    run(body())
+
+
+def test_bare_text_under_manual_activity_detection_closes_1007() -> None:
+    async def body() -> None:
+        async with make_emulator() as emu:
+            code, reason = await rejected(emu, BASE_SETUP, {"realtimeInput": {"text": "turn on the oven"}})
+            assert code == 1007 and "realtimeInput.text needs activityStart" in reason, reason
+            assert len(reason.encode()) <= 123
+
+    run(body())
+
+
+def test_text_inside_an_activity_is_answered_like_an_utterance_and_bare_text_works_with_aad() -> None:
+    async def body() -> None:
+        async with make_emulator(Scenario(reply="tone", tone_seconds=0.1)) as emu:
+            ws = await open_session(emu)
+            await ws.send(ACTIVITY_START)
+            await ws.send(json.dumps({"realtimeInput": {"text": "how long"}}))
+            await ws.send(json.dumps({"realtimeInput": {"text": "for an egg?"}}))
+            await ws.send(ACTIVITY_END)
+            messages = await collect_turn(ws)
+            assert messages[0]["serverContent"]["inputTranscription"]["text"] == "how long for an egg?"
+            assert len(reply_audio(messages)) == 0.1 * 24000 * 2
+            await ws.close()
+            ws2 = await open_session(emu, setup_msg(realtimeInputConfig=None))
+            await ws2.send(json.dumps({"realtimeInput": {"text": "hello"}}))
+            assert reply_audio(await collect_turn(ws2))
+            await ws2.close()
+            assert [(t.source, t.input_text, t.ending) for t in emu.turns] == [
+                ("text", "how long for an egg?", "complete"), ("text", "hello", "complete")]
+
+    run(body())
+
+
+EXTENDED = "models/gemini-3.8-live-extended-thinking"
+
+
+@pytest.mark.parametrize(("declaration", "shown"), [({"behavior": "BLOCKING"}, "BLOCKING"), ({}, "unset"),
+                                                    ({"behavior": "UNSPECIFIED"}, "UNSPECIFIED")])
+def test_extended_thinking_refuses_functions_that_are_not_non_blocking(declaration: dict[str, Any],
+                                                                       shown: str) -> None:
+    async def body() -> None:
+        async with make_emulator() as emu:
+            code, reason = await rejected(emu, setup_msg(model=EXTENDED, tools=tools_with(**declaration)))
+            assert code == 1007 and "NON_BLOCKING functions only" in reason and f"behavior {shown} at" in reason
+            assert len(reason.encode()) <= 123
+
+    run(body())
+
+
+def test_extended_thinking_takes_non_blocking_functions_and_checks_context_updates() -> None:
+    async def body() -> None:
+        async with make_emulator() as emu:
+            ws = await open_session(emu, setup_msg(model=EXTENDED, tools=tools_with(behavior="NON_BLOCKING")))
+            await ws.send(json.dumps({"contextUpdate": {"tools": {"tools": tools_with(behavior="BLOCKING")}}}))
+            code, reason = await closed_with(ws)
+            assert code == 1007 and "contextUpdate.tools.tools[0]" in reason, reason
+            # the plain 3.8 model takes either behavior
+            ws2 = await open_session(emu, setup_msg(tools=tools_with(behavior="BLOCKING")))
+            await ws2.close()
+
+    run(body())
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Barge-in variants, interactionStatus, NON_BLOCKING tool turns
+# ----------------------------------------------------------------------------------------------------------
+
+
+async def barge_in_on_first_reply(ws: ClientConnection) -> list[dict[str, Any]]:
+    """Start a turn, wait for its first audio, send activityStart; return its messages up to `interrupted`."""
+    await send_activity(ws, sine16k(0.2))
+    messages = [await recv_json(ws)]
+    while "modelTurn" not in messages[-1].get("serverContent", {}):
+        messages.append(await recv_json(ws))
+    await ws.send(ACTIVITY_START)
+    while not messages[-1].get("serverContent", {}).get("interrupted"):
+        messages.append(await recv_json(ws))
+    return messages
+
+
+def test_default_barge_in_is_interrupted_then_turn_complete() -> None:
+    async def body() -> None:
+        async with make_emulator(Scenario(reply="tone", tone_seconds=3.0), pace=1.7) as emu:
+            ws = await open_session(emu)
+            await barge_in_on_first_reply(ws)
+            assert (await recv_json(ws))["serverContent"] == {"turnComplete": True}
+            await ws.close()
+            await emu.wait_for(lambda e: e.connections[0].closed, 2)
+            assert (emu.turns[0].ending, emu.turns[0].turn_completes) == ("interrupted", [None])
+
+    run(body())
+
+
+def test_barge_no_complete_sends_interrupted_only_then_the_next_turn_is_normal() -> None:
+    async def body() -> None:
+        scenario = Scenario.parse("barge-no-complete", base=Scenario(reply="tone", tone_seconds=3.0))
+        async with make_emulator(scenario, pace=1.7) as emu:
+            ws = await open_session(emu)
+            await barge_in_on_first_reply(ws)
+            await ws.send(audio_msg(sine16k(0.1)))
+            await ws.send(ACTIVITY_END)
+            second = await collect_turn(ws, timeout=10)
+            await ws.close()
+            # nothing for the cut reply after `interrupted`: the next message is the new turn's transcript
+            assert "inputTranscription" in second[0]["serverContent"]
+            assert sum(1 for m in second if m.get("serverContent", {}).get("turnComplete")) == 1
+            assert any("generationComplete" in m.get("serverContent", {}) for m in second)
+            assert len(reply_audio(second)) == 3 * 24000 * 2
+            first, nxt = emu.turns
+            assert (first.ending, first.turn_completes, first.turn_complete) == (
+                "interrupted_no_turn_complete", [], False)
+            assert (nxt.ending, nxt.turn_completes) == ("complete", [None])
+
+    run(body())
+
+
+def test_interaction_status_idle_on_normal_turns_and_interruptions() -> None:
+    async def body() -> None:
+        scenario = Scenario.from_specs(["tone:3", "interaction-status"])
+        async with make_emulator(scenario, pace=1.7) as emu:
+            ws = await open_session(emu)
+            await barge_in_on_first_reply(ws)
+            assert (await recv_json(ws))["serverContent"] == {"turnComplete": True, "interactionStatus": "IDLE"}
+            await ws.send(audio_msg(sine16k(0.1)))
+            await ws.send(ACTIVITY_END)
+            final = (await collect_turn(ws, timeout=10))[-1]
+            await ws.close()
+            assert final["serverContent"] == {"turnComplete": True, "interactionStatus": "IDLE"}
+            assert [t.turn_completes for t in emu.turns] == [["IDLE"], ["IDLE"]]
+
+    run(body())
+
+
+def content_kinds(messages: list[dict[str, Any]]) -> list[str]:
+    """A compact picture of a message sequence: 'audio', 'toolCall', 'turnComplete:IN_PROGRESS', ..."""
+    kinds = []
+    for m in messages:
+        if "toolCall" in m:
+            kinds.append("toolCall")
+        content = m.get("serverContent", {})
+        if "modelTurn" in content and (not kinds or kinds[-1] != "audio"):
+            kinds.append("audio")
+        if content.get("generationComplete"):
+            kinds.append("generationComplete")
+        if content.get("turnComplete"):
+            status = content.get("interactionStatus")
+            kinds.append(f"turnComplete:{status}" if status else "turnComplete")
+    return kinds
+
+
+async def answer(ws: ClientConnection, call: dict[str, Any], **extra: Any) -> None:
+    await ws.send(json.dumps({"toolResponse": {"functionResponses": [
+        {"id": call["id"], "name": call["name"], "response": {"output": "ok"}, **extra}]}}))
+
+
+def tool_call_of(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    (call,) = next(m for m in messages if "toolCall" in m)["toolCall"]["functionCalls"]
+    return call
+
+
+@pytest.mark.parametrize("declaration", [{"behavior": "NON_BLOCKING"}, {}], ids=["declared", "3.8 default"])
+def test_non_blocking_tool_turn_talks_on_ends_in_progress_then_idle_after_the_response(
+        declaration: dict[str, Any]) -> None:
+    async def body() -> None:
+        scenario = Scenario.parse('tool:set_timer:{"seconds": 60}', base=Scenario(reply="tone", tone_seconds=0.2))
+        async with make_emulator(scenario) as emu:
+            ws = await open_session(emu, setup_msg(tools=tools_with(**declaration)))
+            await send_activity(ws, sine16k(0.1))
+            first = await collect_turn(ws)
+            assert content_kinds(first) == ["toolCall", "audio", "generationComplete", "turnComplete:IN_PROGRESS"]
+            assert first[-1]["serverContent"] == {"turnComplete": True, "interactionStatus": "IN_PROGRESS"}
+            await emu.wait_for(lambda e: e.turns[0].turn_completes == ["IN_PROGRESS"], 2)
+            turn = emu.turns[0]
+            assert (turn.tool_behavior, turn.ending, turn.turn_complete) == ("NON_BLOCKING", None, False)
+            await answer(ws, tool_call_of(first), scheduling="WHEN_IDLE")
+            second = await collect_turn(ws)
+            await ws.close()
+            assert content_kinds(second) == ["audio", "generationComplete", "turnComplete:IDLE"]
+            assert len(reply_audio(first)) == len(reply_audio(second)) == 0.2 * 24000 * 2
+            assert (turn.ending, turn.turn_completes, turn.turn_complete) == (
+                "complete", ["IN_PROGRESS", "IDLE"], True)
+
+    run(body())
+
+
+def test_a_blocking_declaration_wins_over_the_nonblocking_tool_spec() -> None:
+    async def body() -> None:
+        scenario = Scenario.from_specs(["tone:0.1", "nonblocking-tool:set_timer"])
+        async with make_emulator(scenario) as emu:
+            ws = await open_session(emu)  # BASE_SETUP declares set_timer BLOCKING
+            await send_activity(ws, sine16k(0.1))
+            await recv_json(ws)
+            call = (await recv_json(ws))["toolCall"]["functionCalls"][0]
+            await answer(ws, call)
+            messages = await collect_turn(ws)
+            await ws.close()
+            assert content_kinds(messages) == ["audio", "generationComplete", "turnComplete"]
+            assert emu.turns[0].tool_behavior == "BLOCKING"
+
+    run(body())
+
+
+@pytest.mark.parametrize(("model", "behavior"), [
+    ("gemini-2.5-flash-native-audio-preview-12-2025", "NON_BLOCKING"),
+    ("gemini-3.1-flash-live-preview", "BLOCKING"),  # 3.1 calls synchronously only
+])
+def test_nonblocking_tool_spec_sets_the_default_for_declarations_without_behavior(model: str,
+                                                                                  behavior: str) -> None:
+    async def body() -> None:
+        scenario = Scenario.from_specs(["tone:0.1", 'nonblocking-tool:set_timer:{"seconds": 5}'])
+        async with make_emulator(scenario) as emu:
+            ws = await open_session(emu, setup_msg(model=f"models/{model}", tools=tools_with()))
+            await send_activity(ws, sine16k(0.1))
+            await recv_json(ws)
+            call = (await recv_json(ws))["toolCall"]["functionCalls"][0]
+            await emu.wait_for(lambda e: e.turns[0].tool_behavior is not None, 2)
+            assert emu.turns[0].tool_behavior == behavior
+            await answer(ws, call)
+            await emu.wait_for(lambda e: e.turns[0].ended, 5)
+            await ws.close()
+
+    run(body())
+
+
+def test_non_blocking_call_survives_a_new_turn_and_its_result_is_spoken_afterwards() -> None:
+    async def body() -> None:
+        scenario = Scenario(reply="tone", tone_seconds=0.2, tool_calls=[("set_timer", {"seconds": 5})])
+        async with make_emulator(scenario) as emu:
+            ws = await open_session(emu, setup_msg(tools=tools_with(behavior="NON_BLOCKING")))
+            await send_activity(ws, sine16k(0.1))
+            first = await collect_turn(ws)
+            call = tool_call_of(first)
+            # the user speaks while the tool runs: nothing is playing, so nothing is interrupted
+            await send_activity(ws, sine16k(0.1))
+            second = await collect_turn(ws)
+            assert not any(m.get("serverContent", {}).get("interrupted") for m in second)
+            assert not any("toolCallCancellation" in m for m in second)
+            assert content_kinds(second) == ["toolCall", "audio", "generationComplete", "turnComplete:IN_PROGRESS"]
+            await answer(ws, call)
+            result = await collect_turn(ws)
+            assert content_kinds(result) == ["audio", "generationComplete", "turnComplete:IDLE"]
+            await ws.close()
+            await emu.wait_for(lambda e: e.connections[0].closed, 2)
+            assert [t.ending for t in emu.turns] == ["complete", "disconnected"]  # the second call never answered
+
+    run(body())
+
+
+def test_silent_scheduling_ends_idle_without_more_audio_and_will_continue_keeps_the_call_open() -> None:
+    async def body() -> None:
+        scenario = Scenario(reply="tone", tone_seconds=0.1, tool_calls=[("set_timer", {})])
+        async with make_emulator(scenario) as emu:
+            ws = await open_session(emu, setup_msg(tools=tools_with(behavior="NON_BLOCKING")))
+            await send_activity(ws, sine16k(0.1))
+            call = tool_call_of(await collect_turn(ws))
+            await answer(ws, call, willContinue=True, scheduling="SILENT")
+            await emu.wait_for(lambda e: len(e.turns[0].tool_responses) == 1, 2)
+            assert emu.turns[0].ending is None  # still waiting: the call will continue
+            await answer(ws, call, scheduling="SILENT")
+            (final,) = await collect_turn(ws)
+            await ws.close()
+            assert final["serverContent"] == {"turnComplete": True, "interactionStatus": "IDLE"}
+            assert emu.turns[0].turn_completes == ["IN_PROGRESS", "IDLE"]
+
+    run(body())
+
+
+def test_barge_in_during_a_non_blocking_turn_keeps_the_call_and_says_in_progress() -> None:
+    async def body() -> None:
+        scenario = Scenario(reply="tone", tone_seconds=3.0, tool_calls=[("set_timer", {})])
+        async with make_emulator(scenario, pace=1.7) as emu:
+            ws = await open_session(emu, setup_msg(tools=tools_with(behavior="NON_BLOCKING")))
+            cut = await barge_in_on_first_reply(ws)
+            call = tool_call_of(cut)
+            assert (await recv_json(ws))["serverContent"] == {"turnComplete": True, "interactionStatus": "IN_PROGRESS"}
+            assert emu.turns[0].cancelled_tool_calls == []
+            await answer(ws, call, scheduling="SILENT")
+            (final,) = await collect_turn(ws)
+            assert final["serverContent"]["interactionStatus"] == "IDLE"
+            await ws.close()
+            assert emu.turns[0].interrupted and emu.turns[0].ending == "complete"
+
+    run(body())
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Faults injected now (Emulator methods) and drop-mid-reply
+# ----------------------------------------------------------------------------------------------------------
+
+
+async def audio_until_closed(ws: ClientConnection) -> int:
+    """Count reply audio chunks until the connection ends."""
+    chunks = 0
+    with pytest.raises(ConnectionClosed):
+        while True:
+            if "modelTurn" in (await recv_json(ws)).get("serverContent", {}):
+                chunks += 1
+    return chunks
+
+
+def test_drop_mid_reply_spec_cuts_the_first_connections_reply_at_the_fraction() -> None:
+    async def body() -> None:
+        scenario = Scenario.from_specs(["tone:1", "drop-mid-reply:0.4", "fault-connections:1"])
+        async with make_emulator(scenario) as emu:
+            ws, handle = await resumable_session(emu)
+            await send_activity(ws, sine16k(0.1))
+            chunks = await audio_until_closed(ws)
+            assert ws.close_code == 1006 and chunks == 10  # 40 % of 25 chunks of 40 ms
+            await emu.wait_for(lambda e: e.connections[0].closed, 2)
+            assert (emu.connections[0].close_code, emu.turns[0].ending) == (1006, "disconnected")
+            ws2, _ = await resumable_session(emu, handle)
+            await send_activity(ws2, sine16k(0.1))
+            assert len(reply_audio(await collect_turn(ws2))) == 24000 * 2
+            await ws2.close()
+
+    run(body())
+
+
+def test_drop_mid_reply_method_applies_to_the_reply_under_way() -> None:
+    async def body() -> None:
+        async with make_emulator(Scenario(reply="tone", tone_seconds=2.0), pace=1.7) as emu:
+            ws = await open_session(emu)
+            await send_activity(ws, sine16k(0.1))
+            while "modelTurn" not in (await recv_json(ws)).get("serverContent", {}):
+                pass
+            assert await emu.drop_mid_reply(0.5) == 1
+            chunks = 1 + await audio_until_closed(ws)
+            assert ws.close_code == 1006 and chunks == 25  # half of 50 chunks
+            await emu.wait_for(lambda e: e.connections[0].closed, 2)
+            assert emu.connections[0].closed_by == "server"
+            with pytest.raises(ValueError):
+                await emu.drop_mid_reply(1.5)
+
+    run(body())
+
+
+def test_send_go_away_now_then_deadline_expired() -> None:
+    async def body() -> None:
+        async with make_emulator() as emu:
+            ws = await open_session(emu)
+            assert await emu.send_go_away(0.2) == 1
+            assert await recv_json(ws) == {"goAway": {"timeLeft": "0.2s"}}
+            started = time.monotonic()
+            assert await closed_with(ws) == (1011, "Deadline expired before operation could complete.")
+            assert time.monotonic() - started >= 0.15
+            with pytest.raises(ValueError):
+                await emu.send_go_away(-1)
+
+    run(body())
+
+
+def test_send_malformed_now_and_the_session_carries_on() -> None:
+    async def body() -> None:
+        async with make_emulator(Scenario(reply="tone", tone_seconds=0.1)) as emu:
+            ws = await open_session(emu)
+            assert await emu.send_malformed() == 1
+            frame = await ws.recv()
+            assert isinstance(frame, bytes)
+            with pytest.raises(json.JSONDecodeError):
+                json.loads(frame)
+            await send_activity(ws, sine16k(0.1))
+            assert len(reply_audio(await collect_turn(ws))) == 0.1 * 24000 * 2
+            await ws.close()
+
+    run(body())
+
+
+def test_close_1011_now_targets_one_connection_or_all() -> None:
+    async def body() -> None:
+        async with make_emulator() as emu:
+            ws1, ws2 = await open_session(emu), await open_session(emu)
+            assert await emu.close_1011(conn_id=emu.connections[0].id) == 1
+            assert await closed_with(ws1) == (1011, "Internal error encountered.")
+            await emu.wait_for(lambda e: e.connections[0].closed, 2)
+            with pytest.raises(ValueError, match="not open"):
+                await emu.close_1011(conn_id=emu.connections[0].id)
+            assert await emu.close_1011("The service is currently unavailable.") == 1
+            assert await closed_with(ws2) == (1011, "The service is currently unavailable.")
+
+    run(body())
+
+
+# ----------------------------------------------------------------------------------------------------------
+# New scenario specs
+# ----------------------------------------------------------------------------------------------------------
+
+
+def test_new_scenario_specs_parse() -> None:
+    s = Scenario.from_specs(["barge-no-complete", "interaction-status", "drop-mid-reply:0.4",
+                             'nonblocking-tool:set_timer:{"seconds": 5}', "tool:get_time"])
+    assert (s.barge_in_turn_complete, s.interaction_status, s.drop_mid_reply) == (False, True, 0.4)
+    assert s.tool_calls == [("set_timer", {"seconds": 5}), ("get_time", {})] and s.non_blocking_tools
+    plain = Scenario.parse("tool:get_time")
+    assert not plain.non_blocking_tools and plain.barge_in_turn_complete and not plain.interaction_status
+    assert plain.drop_mid_reply is None
+    for spec in ("barge-no-complete", "interaction-status", "drop-mid-reply", "nonblocking-tool"):
+        assert spec in SCENARIO_HELP
+
+
+@pytest.mark.parametrize("spec", ["drop-mid-reply:1.5", "drop-mid-reply:x", "drop-mid-reply:-0.1",
+                                  "nonblocking-tool:", "nonblocking-tool:f:[1]", "barge-no-complete:1",
+                                  "interaction-status:yes"])
+def test_bad_new_scenario_specs_are_one_clear_line(spec: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        Scenario.parse(spec)
+    assert "\n" not in str(info.value) and spec.split(":")[0] in str(info.value)
+    with pytest.raises(ScenarioError):
+        Scenario(drop_mid_reply=2.0)

@@ -194,6 +194,9 @@ REALTIME_AND_TURN_MESSAGES: dict[str, Callable[[], dict[str, Any]]] = {
     "audio_24k": lambda: protocol.audio_input(_pcm(960), rate=24000),
     "audio_plus_slash": lambda: protocol.audio_input(b"\xfb\xff\xfe\xff" * 8),
     "text": lambda: protocol.text_input("Wie lange kocht ein Ei?"),
+    "text_turn_text": lambda: protocol.text_turn("Wie lange kocht ein Ei?")[1],
+    "tool_response_with_nulls_left_out": lambda: protocol.tool_response(
+        [protocol.FunctionResponse("fc-4", "set_timer", {"output": {"label": None, "minutes": 5}, "error": None})]),
     "tool_response": lambda: protocol.tool_response(
         [protocol.FunctionResponse("fc-1", "set_timer", {"output": {"status": "started", "minutes": 5}})]),
     "tool_response_non_blocking": lambda: protocol.tool_response([
@@ -344,7 +347,8 @@ def test_emulator_turn_messages_are_valid_sdk_server_messages(reply: str) -> Non
                 await client.audio_turn(_pcm(1600))
                 audio_turn = await client.receive_until(_turn_complete)
                 await client.receive_until(lambda m: "sessionResumptionUpdate" in m)
-                await client.send(protocol.text_input("How long for a soft egg?"))
+                for message in protocol.text_turn("How long for a soft egg?"):
+                    await client.send(message)
                 text_turn = await client.receive_until(_turn_complete)
                 await client.send(protocol.client_content([("user", "And a hard one?")]))
                 content_turn = await client.receive_until(_turn_complete)
@@ -570,7 +574,11 @@ def test_sdk_live_client_completes_an_audio_turn_with_the_emulator(no_proxy: Non
 
 def test_sdk_live_client_tool_call_media_chunks_and_client_content_with_the_emulator(
         no_proxy: None, tls_files: tuple[str, str]) -> None:
-    """The SDK's other send paths (mediaChunks, snake_case tool_response/client_content) must be accepted."""
+    """The SDK's other send paths (mediaChunks, snake_case tool_response/client_content) must be accepted.
+
+    mediaChunks is deprecated from 3.1 on (closes 1007 there), so this runs on the 2.5 model, which also
+    schedules a declaration without `behavior` as BLOCKING.
+    """
     async def scenario() -> None:
         scene = Scenario(reply="tone", tone_seconds=0.1, tool_calls=[("set_timer", {"minutes": 5})])
         async with Emulator(EmulatorConfig(pace=0), scene) as emu, tls_front(emu, tls_files) as url:
@@ -581,7 +589,8 @@ def test_sdk_live_client_tool_call_media_chunks_and_client_content_with_the_emul
                 tools=[types.Tool(function_declarations=[types.FunctionDeclaration(**SET_TIMER)])])
             calls: list[types.FunctionCall] = []
             turns: list[bytes] = []
-            async with client.aio.live.connect(model="gemini-3.8-live", config=config) as session:
+            model = "gemini-2.5-flash-native-audio-preview-12-2025"
+            async with client.aio.live.connect(model=model, config=config) as session:
 
                 async def one_turn() -> None:
                     audio = bytearray()
@@ -671,3 +680,79 @@ def test_sdk_live_client_sends_the_same_setup_as_our_builder(model: str, no_prox
         if "tools" in setup:
             setup["tools"] = sorted(setup["tools"], key=lambda tool: json.dumps(tool, sort_keys=True))
     assert theirs == ours
+
+
+def test_sdk_media_chunks_path_is_refused_on_3_8(no_proxy: None, tls_files: tuple[str, str]) -> None:
+    """The SDK still has the legacy `media=` path; on 3.8 the emulator must close 1007 on it, as reported."""
+    async def scenario() -> None:
+        async with Emulator(EmulatorConfig(pace=0), Scenario()) as emu, tls_front(emu, tls_files) as url:
+            client = _sdk_client(url, tls_files)
+            config = types.LiveConnectConfig(response_modalities=["AUDIO"], realtime_input_config=MANUAL_ACTIVITY)
+            async with client.aio.live.connect(model="gemini-3.8-live", config=config) as session:
+                await session.send_realtime_input(activity_start=types.ActivityStart())
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    await session.send_realtime_input(media=types.Blob(data=_pcm(160),
+                                                                       mime_type="audio/pcm;rate=16000"))
+                await emu.wait_for(lambda e: e.connections[0].closed, WAIT_S)
+            record = emu.connections[0]
+            assert (record.closed_by, record.close_code) == ("server", 1007)
+            assert record.close_reason is not None and "mediaChunks is deprecated" in record.close_reason
+            assert emu.internal_errors == []
+
+    asyncio.run(scenario())
+
+
+# --------------------------------------------------------------------------------------------------------
+# Part 4: the newer server sequences (interactionStatus, NON_BLOCKING tools, barge-in variants, injected
+# goAway) must be valid SDK server messages too
+
+
+def _statuses(messages: list[dict[str, Any]]) -> list[str | None]:
+    return [m["serverContent"].get("interactionStatus") for m in messages if _turn_complete(m)]
+
+
+def test_emulator_non_blocking_tool_turn_is_valid_sdk_server_messages() -> None:
+    """Our builder on the extended-thinking model declares NON_BLOCKING; the emulator accepts it and runs the
+    async flow: toolCall, talk, turnComplete IN_PROGRESS, toolResponse, talk, turnComplete IDLE."""
+    settings = protocol.SessionSettings(model="gemini-3.8-live-extended-thinking", functions=(SET_TIMER,))
+
+    async def scenario() -> None:
+        scene = Scenario(reply="tone", tone_seconds=0.1, tool_calls=[("set_timer", {"minutes": 5})])
+        async with Emulator(EmulatorConfig(pace=0), scene) as emu:
+            async with raw_session(emu, settings) as client:
+                await client.audio_turn(_pcm(1600))
+                first = await client.receive_until(_turn_complete)
+                (call,) = next(m for m in first if "toolCall" in m)["toolCall"]["functionCalls"]
+                await client.send(protocol.tool_response([protocol.FunctionResponse(
+                    call["id"], call["name"], {"output": "started"}, scheduling="WHEN_IDLE")]))
+                second = await client.receive_until(_turn_complete)
+            assert emu.internal_errors == []
+            assert emu.turns[0].tool_behavior == "NON_BLOCKING"
+            assert emu.turns[0].turn_completes == ["IN_PROGRESS", "IDLE"] and emu.turns[0].ending == "complete"
+
+        assert _statuses(first) == ["IN_PROGRESS"] and _statuses(second) == ["IDLE"]
+        assert _audio_bytes(first) > 0 and _audio_bytes(second) > 0
+
+    asyncio.run(scenario())
+
+
+def test_emulator_interaction_status_and_barge_without_turn_complete_are_valid_sdk_server_messages() -> None:
+    async def scenario() -> None:
+        scene = Scenario.from_specs(["tone:30", "interaction-status", "barge-no-complete"])
+        async with Emulator(EmulatorConfig(pace=1.0), scene) as emu:
+            async with raw_session(emu, FULL_SETTINGS) as client:
+                await client.audio_turn(_pcm(1600))
+                await client.receive_until(lambda m: "modelTurn" in m.get("serverContent", {}))
+                await client.send(protocol.activity_start())
+                cut = await client.receive_until(lambda m: bool(m.get("serverContent", {}).get("interrupted")))
+                sent = await emu.send_go_away(0.5, close_after=False)
+                (*_, go_away) = await client.receive_until(lambda m: "goAway" in m)
+                await emu.wait_for(lambda e: e.turns[0].ended, WAIT_S)
+            assert emu.internal_errors == []
+            assert emu.turns[0].ending == "interrupted_no_turn_complete" and emu.turns[0].turn_completes == []
+
+        assert sent == 1 and go_away == {"goAway": {"timeLeft": "0.5s"}}
+        assert not any(_turn_complete(m) for m in cut)
+
+    asyncio.run(scenario())

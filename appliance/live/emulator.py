@@ -7,7 +7,9 @@ service would send (protocol reference §8), rather than on a user's counter.
 Wire behaviour (protocol reference §2-§5): server messages are JSON in binary frames; setup first and once;
 manual activity control (activityStart/audio/activityEnd) when automatic activity detection is disabled;
 replies are 24 kHz PCM chunks paced faster than real time, then generationComplete and turnComplete with
-usageMetadata; barge-in, tool calls, session resumption, goAway and injected faults per ``Scenario``.
+usageMetadata; barge-in, tool calls (BLOCKING or NON_BLOCKING, as declared), interactionStatus, session
+resumption, goAway and injected faults per ``Scenario``. Tests can also inject faults at a moment of their
+choosing: ``drop_all``, ``close_all``, ``drop_mid_reply``, ``send_go_away``, ``send_malformed``, ``close_1011``.
 
 With automatic activity detection left on, the emulator has no VAD: it buffers audio and treats
 ``audioStreamEnd`` as the end of the user's turn.
@@ -48,7 +50,8 @@ from websockets.http11 import Request, Response
 
 from ..netutil import is_loopback_host
 from .emulator_connection import ConnectionHandler, Conversation
-from .emulator_records import ConnectionRecord, Received, TurnRecord
+from .emulator_connection import INTERNAL_ERROR, MAX_GO_AWAY_S
+from .emulator_records import ConnectionRecord, Received, TurnEnding, TurnRecord
 from .emulator_scenario import SCENARIO_HELP, Scenario, ScenarioError
 from .emulator_schema import DEFAULT_MODEL_RULES, ModelRules
 
@@ -60,6 +63,7 @@ __all__ = [
     "Received",
     "Scenario",
     "ScenarioError",
+    "TurnEnding",
     "TurnRecord",
     "add_arguments",
     "run_from_args",
@@ -294,8 +298,7 @@ class Emulator:
             state = "open" if not rec.closed else f"closed by {rec.closed_by} {rec.close_code} {rec.close_reason!r}"
             conns.append(f"#{rec.id} {rec.model or '-'} {state}")
         kinds = [r.kind for r in self.received[-6:]]
-        turns = [f"#{t.conn_id}:{'interrupted' if t.interrupted else 'complete' if t.turn_complete else 'open'}"
-                 for t in self.turns[-5:]]
+        turns = [f"#{t.conn_id}:{t.ending or 'open'}" for t in self.turns[-5:]]
         errors = f", internal errors: {len(self.internal_errors)}" if self.internal_errors else ""
         return (f"{len(self.connections)} connection(s) [{'; '.join(conns)}], {len(self.turns)} turn(s) "
                 f"[{', '.join(turns)}], last received {kinds}, ignored audio chunks {self.ignored_audio_chunks}"
@@ -310,6 +313,50 @@ class Emulator:
         """Close every client connection with a close frame."""
         handlers = list(self._active.values())
         await asyncio.gather(*(handler.close(code, reason) for handler in handlers), return_exceptions=True)
+
+    def _targets(self, conn_id: int | None, *, set_up: bool) -> list[ConnectionHandler]:
+        """The open connections a fault goes to: one by id, else all (with setup done when ``set_up``)."""
+        if conn_id is not None:
+            handler = self._active.get(conn_id)
+            if handler is None or not handler.is_open:
+                raise ValueError(f"connection #{conn_id} is not open (open: {sorted(self._active)})")
+            return [handler]
+        return [h for h in self._active.values() if h.is_open and (h.record.setup_complete or not set_up)]
+
+    async def drop_mid_reply(self, fraction: float, conn_id: int | None = None) -> int:
+        """Drop the TCP connection (no close frame) once ``fraction`` (0..1) of the reply now being sent has
+        gone out; with no reply under way, of the next one. Already past that point: at the next chunk.
+
+        Returns how many connections were armed; wait for the drop on ``connections[i].closed``.
+        """
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"fraction must be from 0 to 1, got {fraction!r}")
+        targets = self._targets(conn_id, set_up=False)
+        for handler in targets:
+            handler.arm_drop_mid_reply(fraction)
+        return len(targets)
+
+    async def send_go_away(self, time_left_s: float, conn_id: int | None = None, *,
+                           close_after: bool = True) -> int:
+        """Send ``goAway`` with ``timeLeft`` now; unless ``close_after`` is False, close 1011 "Deadline
+        expired" when that time is up, as the service does. Returns how many connections got it."""
+        if not 0.0 <= time_left_s <= MAX_GO_AWAY_S:
+            raise ValueError(f"time_left_s must be from 0 to {MAX_GO_AWAY_S:g} s, got {time_left_s!r}")
+        targets = self._targets(conn_id, set_up=True)
+        sent = await asyncio.gather(*(h.inject_go_away(time_left_s, close_after) for h in targets))
+        return sum(sent)
+
+    async def send_malformed(self, conn_id: int | None = None) -> int:
+        """Send one truncated JSON frame now (beside any reply under way). Returns how many went out."""
+        targets = self._targets(conn_id, set_up=True)
+        sent = await asyncio.gather(*(h.inject_malformed() for h in targets))
+        return sum(sent)
+
+    async def close_1011(self, reason: str = INTERNAL_ERROR, conn_id: int | None = None) -> int:
+        """Close with 1011 and ``reason`` now (a server fault mid-session). Returns how many were closed."""
+        targets = self._targets(conn_id, set_up=False)
+        await asyncio.gather(*(h.close(1011, reason) for h in targets), return_exceptions=True)
+        return len(targets)
 
     # ------------------------------------------------------------------------------------------------------
     # Used by ConnectionHandler

@@ -14,6 +14,7 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from websockets.asyncio.server import ServerConnection
@@ -22,18 +23,21 @@ from websockets.protocol import State
 
 from appliance.audio.resample import resample_pcm16
 
-from .emulator_records import ConnectionRecord, Received, TurnRecord, scrub_blobs
+from .emulator_records import ConnectionRecord, Received, TurnEnding, TurnRecord, scrub_blobs
 from .emulator_scenario import OUTPUT_RATE, Scenario, tone_pcm
 from .emulator_schema import (
     INVALID_ARGUMENT,
     ModelRules,
     ProtocolViolation,
+    check_function_behaviors,
     check_model_rules,
     cut_reason,
+    declared_behaviors,
     decode_audio_blob,
     invalid,
     normalise_client_message,
     parse_json_frame,
+    peek_setup_model,
     snake_to_camel,
     validate_function_names,
     validate_realtime_input_shape,
@@ -61,6 +65,12 @@ DEADLINE_EXPIRED = "Deadline expired before operation could complete."
 INTERNAL_ERROR = "Internal error encountered."
 SESSION_NOT_FOUND = "BidiGenerateContent session not found"
 MALFORMED_FRAME = b'{"serverContent": {'
+MEDIA_CHUNKS_DEPRECATED = (f"{INVALID_ARGUMENT} realtimeInput.mediaChunks is deprecated; send realtimeInput.audio "
+                           "or realtimeInput.video.")
+TEXT_WITHOUT_ACTIVITY = (f"{INVALID_ARGUMENT} realtimeInput.text needs activityStart first (automatic activity "
+                         "detection is off).")
+MAX_ACTIVITY_TEXT_CHARS = 65_536  # text an open activity collects; the rest is dropped and flagged
+MAX_GO_AWAY_S = 3600.0
 
 
 class _Ended(Exception):
@@ -78,10 +88,28 @@ class Conversation:
 
 
 @dataclass
+class _ToolRound:
+    """The function calls one turn made, and where that turn stands in waiting for their answers."""
+
+    turn: TurnRecord
+    ids: list[str]
+    non_blocking: bool
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
+    #: a NON_BLOCKING turn has ended its first part (IN_PROGRESS) and speaks again once answered
+    awaiting: bool = False
+    #: every final answer asked for scheduling SILENT: take the result without speaking
+    silent: bool = True
+
+
+@dataclass
 class _PendingCall:
     name: str
     turn: TurnRecord
-    answered: asyncio.Event
+    round: _ToolRound
+
+    @property
+    def answered(self) -> asyncio.Event:
+        return self.round.answered
 
 
 @dataclass
@@ -91,10 +119,22 @@ class _ActivityAudio:
     segments: list[tuple[int, bytearray]] = field(default_factory=list)
     seconds: float = 0.0
     truncated: bool = False
+    #: realtimeInput.text sent inside the activity (manual activity detection)
+    texts: list[str] = field(default_factory=list)
+    text_chars: int = 0
 
     @property
     def empty(self) -> bool:
         return not any(seg for _, seg in self.segments)
+
+    def add_text(self, text: str) -> None:
+        room = MAX_ACTIVITY_TEXT_CHARS - self.text_chars
+        if len(text) > room:
+            text = text[:max(0, room)]
+            self.truncated = True
+        if text:
+            self.texts.append(text)
+            self.text_chars += len(text)
 
     def add(self, pcm: bytes, rate: int, cap_seconds: float) -> None:
         room = cap_seconds - self.seconds
@@ -145,13 +185,17 @@ class ConnectionHandler:
         self._early: list[tuple[Any, Received]] = []
         self._malformed_sent = False
         self._unknown_sent = False
+        #: drop the TCP connection once this fraction of the reply being streamed has gone out
+        self._drop_fraction: float | None = scenario.drop_mid_reply if faults else None
         # From setup
+        self.rules = ModelRules()
         self.aad_enabled = True
         self.interrupts = True
         self.input_transcription = False
         self.output_transcription = False
         self.resumption = False
         self.declared_functions: set[str] = set()
+        self.behaviors: dict[str, str | None] = {}  # declared function -> behavior (None: left open)
 
     # ------------------------------------------------------------------------------------------------------
     # Lifecycle
@@ -201,6 +245,9 @@ class ConnectionHandler:
         for call in self._pending_calls.values():
             call.answered.set()
         self._pending_calls.clear()
+        for turn in self.emu.turns:
+            if turn.conn_id == self.record.id and turn.ending is None:
+                turn.ending = "disconnected"
         if self.conversation is not None and self.conversation.handler is self:
             self.conversation.handler = None
 
@@ -269,8 +316,40 @@ class ConnectionHandler:
         grace = self.config.goaway_grace_s
         if self.record.setup_complete:
             await self._send({"goAway": {"timeLeft": _duration_text(grace)}})
-        await asyncio.sleep(grace)
+        await self._deadline(grace)
+
+    async def _deadline(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
         await self.close(1011, DEADLINE_EXPIRED)
+
+    # ------------------------------------------------------------------------------------------------------
+    # Faults injected from outside (Emulator methods, called by tests on the same loop)
+    # ------------------------------------------------------------------------------------------------------
+
+    async def _send_injected(self, payload: dict[str, Any] | bytes) -> bool:
+        """Send one server message now, beside whatever the reply task is sending; False if it could not."""
+        if not self.is_open:
+            return False
+        try:
+            await self._send(payload)
+        except (ConnectionClosed, _Ended):
+            return False
+        return True
+
+    async def inject_go_away(self, time_left_s: float, close_after: bool) -> bool:
+        """goAway now; then (close_after) the 1011 "Deadline expired" close once ``time_left_s`` has passed."""
+        sent = await self._send_injected({"goAway": {"timeLeft": _duration_text(time_left_s)}})
+        if sent and close_after:
+            self._spawn(self._deadline(time_left_s))
+        return sent
+
+    async def inject_malformed(self) -> bool:
+        """One truncated JSON frame now; a client must log it and carry on."""
+        return await self._send_injected(MALFORMED_FRAME)
+
+    def arm_drop_mid_reply(self, fraction: float) -> None:
+        """Drop the TCP connection once ``fraction`` of the reply now streaming (or the next one) is out."""
+        self._drop_fraction = fraction
 
     # ------------------------------------------------------------------------------------------------------
     # Sending and receiving
@@ -315,7 +394,10 @@ class ConnectionHandler:
             raise ProtocolViolation(1008, UNREGISTERED_CALLER)
         if self._key_rejected:
             raise ProtocolViolation(1008, INVALID_KEY)
-        kind, setup = normalise_client_message(message, self.record.api_version)
+        peeked = peek_setup_model(message)
+        self.rules = self.config.model_rules.get(peeked, ModelRules()) if peeked else ModelRules()
+        kind, setup = normalise_client_message(message, self.record.api_version,
+                                               reject_null=not self.rules.null_values)
         if kind != "setup":
             raise invalid(f"{INVALID_ARGUMENT} The first message must be setup; got {kind}.")
         model = setup.get("model", "")
@@ -328,8 +410,9 @@ class ConnectionHandler:
                       "bidiGenerateContent. Call ListModels to see the list of available models and their "
                       "supported methods.")
         rules = self.config.model_rules.get(model_id, ModelRules())
+        self.rules = rules
         check_model_rules(setup, model_id, rules)
-        self.declared_functions = validate_function_names(setup.get("tools", []), "setup.tools")
+        self._declare_tools(setup.get("tools", []), "setup.tools")
         aad = setup.get("realtimeInputConfig", {}).get("automaticActivityDetection", {})
         self.aad_enabled = not aad.get("disabled", False)
         handling = setup.get("realtimeInputConfig", {}).get("activityHandling")
@@ -355,6 +438,11 @@ class ConnectionHandler:
             await self._send_resumption_update()
         if self.faults and self.scenario.close_after_setup:
             raise ProtocolViolation(self.scenario.close_code, self.scenario.close_reason)
+
+    def _declare_tools(self, tools: list[dict[str, Any]], where: str) -> None:
+        self.declared_functions = validate_function_names(tools, where)
+        check_function_behaviors(tools, where, self.rules)
+        self.behaviors = declared_behaviors(tools)
 
     def _attach_conversation(self, handle: str | None, model_id: str) -> None:
         if handle:
@@ -402,7 +490,8 @@ class ConnectionHandler:
     # ------------------------------------------------------------------------------------------------------
 
     async def _dispatch(self, message: Any, received: Received) -> None:
-        kind, body = normalise_client_message(message, self.record.api_version)
+        kind, body = normalise_client_message(message, self.record.api_version,
+                                              reject_null=not self.rules.null_values)
         if kind == "setup":
             raise invalid(f"{INVALID_ARGUMENT} setup may only be sent once, as the first message; "
                           "got a second setup.")
@@ -415,7 +504,7 @@ class ConnectionHandler:
         elif kind == "contextUpdate":
             tools = body.get("tools", {}).get("tools")
             if tools is not None:
-                self.declared_functions = validate_function_names(tools, "contextUpdate.tools.tools")
+                self._declare_tools(tools, "contextUpdate.tools.tools")
 
     async def _on_realtime_input(self, body: dict[str, Any], received: Received) -> None:
         field_name = validate_realtime_input_shape(body)
@@ -425,6 +514,8 @@ class ConnectionHandler:
             received.pcm, received.pcm_rate = pcm, rate
             await self._on_audio(pcm, rate)
         elif field_name == "mediaChunks":
+            if not self.rules.media_chunks:
+                raise invalid(MEDIA_CHUNKS_DEPRECATED)
             for index, blob in enumerate(value):
                 mime = blob.get("mimeType", "")
                 if mime.startswith("image/"):
@@ -450,7 +541,12 @@ class ConnectionHandler:
             if value:
                 await self._on_audio_stream_end()
         elif field_name == "text":
-            await self._start_turn("text", text=value)
+            if self.aad_enabled:
+                await self._start_turn("text", text=value)
+            elif self._activity is None:
+                raise invalid(TEXT_WITHOUT_ACTIVITY)
+            else:
+                self._activity.add_text(value)  # answered at activityEnd, like an utterance
 
     async def _on_audio(self, pcm: bytes, rate: int) -> None:
         if self._activity is None:  # AAD disabled and no activity open
@@ -470,8 +566,11 @@ class ConnectionHandler:
 
     async def _on_activity_end(self) -> None:
         activity, self._activity = self._activity, None
-        if activity is None or activity.empty:
+        if activity is None or (activity.empty and not activity.texts):
             raise invalid(NO_TURN)
+        if activity.empty:
+            await self._start_turn("text", text=" ".join(activity.texts), truncated=activity.truncated)
+            return
         await self._start_audio_turn(activity)
 
     async def _on_audio_stream_end(self) -> None:
@@ -482,7 +581,8 @@ class ConnectionHandler:
 
     async def _start_audio_turn(self, activity: _ActivityAudio) -> None:
         pcm16 = await asyncio.to_thread(activity.to_16k)
-        await self._start_turn("audio", pcm16=pcm16, truncated=activity.truncated)
+        text = " ".join(activity.texts) if activity.texts else None
+        await self._start_turn("audio", pcm16=pcm16, text=text, truncated=activity.truncated)
 
     async def _on_client_content(self, body: dict[str, Any]) -> None:
         for index, turn in enumerate(body.get("turns", [])):
@@ -522,11 +622,23 @@ class ConnectionHandler:
                 raise invalid(f"{where}.name {json.dumps(response.get('name'))[:30]} does not match the call's "
                               f"name {json.dumps(call.name)[:30]}.")
             seen.add(call_id)
+        finished: list[_ToolRound] = []
         for response in responses:
-            call = self._pending_calls.pop(response["id"])
+            call = self._pending_calls[response["id"]]
             call.turn.tool_responses.append(response)
-            if not any(other.turn is call.turn for other in self._pending_calls.values()):
-                call.answered.set()
+            if call.round.non_blocking and response.get("willContinue") is True:
+                continue  # more answers to this call will follow; it stays pending
+            del self._pending_calls[response["id"]]
+            if response.get("scheduling") != "SILENT":
+                call.round.silent = False
+            if not any(other.round is call.round for other in self._pending_calls.values()):
+                if call.round not in finished:
+                    finished.append(call.round)
+        for tool_round in finished:
+            tool_round.answered.set()
+            if tool_round.awaiting:  # the first part is over: speak the results now (or after the current reply)
+                tool_round.awaiting = False
+                self._queue_reply(tool_round.turn, lambda turn, r=tool_round: self._follow_up(turn, r))
         await self.emu._changed()
 
     # ------------------------------------------------------------------------------------------------------
@@ -541,51 +653,73 @@ class ConnectionHandler:
                           truncated: bool = False) -> None:
         if self._reply_running() and (self.interrupts or source != "audio"):
             await self._interrupt()
-        self._reply_tasks = [task for task in self._reply_tasks if not task.done()]
-        if len(self._reply_tasks) >= self.config.max_queued_replies:
-            raise ProtocolViolation(1011, INTERNAL_ERROR)  # bounded: a client that floods turns is cut off
         if text is None:
             seconds = len(pcm16) / 2 / INPUT_RATE
             text = self.scenario.transcript if self.scenario.transcript is not None else f"({seconds:.1f} s of audio)"
         turn = TurnRecord(self.record.id, source, user_pcm=pcm16, input_text=text, audio_truncated=truncated)
+        self._check_queue_room()
         await self.emu._add_turn(turn)
+        self._queue_reply(turn, self._send_reply)
+
+    def _check_queue_room(self) -> None:
+        self._reply_tasks = [task for task in self._reply_tasks if not task.done()]
+        if len(self._reply_tasks) >= self.config.max_queued_replies:
+            raise ProtocolViolation(1011, INTERNAL_ERROR)  # bounded: a client that floods turns is cut off
+
+    def _queue_reply(self, turn: TurnRecord, body: Callable[[TurnRecord], Awaitable[None]]) -> None:
+        """Run ``body(turn)`` as the next reply, after the ones already queued (one speaks at a time)."""
+        self._check_queue_room()
         previous = self._reply_tasks[-1] if self._reply_tasks else None
-        task = self._spawn(self._reply(turn, previous))
+        task = self._spawn(self._reply(turn, previous, body))
         self._reply_tasks.append(task)
         self._queued_turns[task] = turn
         task.add_done_callback(lambda done: self._queued_turns.pop(done, None))
 
     async def _interrupt(self) -> None:
-        """Barge-in: stop the reply at once, then interrupted -> toolCallCancellation -> turnComplete."""
+        """Barge-in: stop the reply at once, then interrupted -> toolCallCancellation -> turnComplete.
+
+        BLOCKING calls of the cut turn are cancelled; NON_BLOCKING ones keep running (3.8 cancels only
+        blocking calls on new input), and their results are spoken once answered. With
+        ``barge_in_turn_complete`` off, the cut reply gets no turnComplete at all.
+        """
         turn = self._current_turn
         tasks, self._reply_tasks = self._reply_tasks, []
         for task in tasks:
             queued = self._queued_turns.get(task)
-            if queued is not None and queued is not turn and not queued.turn_complete:
+            if queued is not None and queued is not turn and queued.ending is None:
                 queued.interrupted = True  # replaced before its reply began
+                queued.ending = "superseded"
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if turn is None or turn.turn_complete:
+        self._current_turn = None
+        if turn is None or turn.ending is not None:
             return
         turn.interrupted = True
         await self._send({"serverContent": {"interrupted": True}})
-        cancelled = [call_id for call_id, call in self._pending_calls.items() if call.turn is turn]
+        cancelled = [call_id for call_id, call in self._pending_calls.items()
+                     if call.turn is turn and not call.round.non_blocking]
         for call_id in cancelled:
             self._pending_calls.pop(call_id).answered.set()
         if cancelled:
             turn.cancelled_tool_calls.extend(cancelled)
             await self._send({"toolCallCancellation": {"ids": cancelled}})
-        self._current_turn = None
-        await self._finish_turn(turn)
+        still_running = next((call.round for call in self._pending_calls.values() if call.turn is turn), None)
+        if still_running is not None:
+            still_running.awaiting = True
+        if self.scenario.barge_in_turn_complete:
+            await self._finish_turn(turn, None if still_running else "interrupted")
+        elif still_running is None:
+            await self._end_turn(turn, "interrupted_no_turn_complete")
 
-    async def _reply(self, turn: TurnRecord, previous: asyncio.Task[None] | None) -> None:
+    async def _reply(self, turn: TurnRecord, previous: asyncio.Task[None] | None,
+                     body: Callable[[TurnRecord], Awaitable[None]]) -> None:
         if previous is not None:
             await asyncio.wait([previous])
         self._current_turn = turn
         try:
-            await self._send_reply(turn)
+            await body(turn)
         finally:
-            if self._current_turn is turn and turn.turn_complete:
+            if self._current_turn is turn:
                 self._current_turn = None
 
     async def _send_reply(self, turn: TurnRecord) -> None:
@@ -599,14 +733,47 @@ class ConnectionHandler:
             await self._send({"serverContent": {"inputTranscription": {"text": turn.input_text, "finished": True}}})
         if self.scenario.reply == "silent":
             await asyncio.Event().wait()  # a stalled service: the turn never gets an answer
-        await self._run_tool_calls(turn)
-        audio = await self._reply_audio(turn)
-        await self._stream_audio(turn, audio)
-        turn.generation_complete = True
-        await self._send({"serverContent": {"generationComplete": True}})
-        await self._finish_turn(turn)
+        tool_round = await self._make_tool_calls(turn)
+        if tool_round is not None and not tool_round.non_blocking:
+            await tool_round.answered.wait()
+            if self.scenario.cancel_tool_calls:
+                await self._cancel_answered(tool_round)
+        await self._speak(turn)
+        if tool_round is None or not tool_round.non_blocking:
+            await self._finish_turn(turn, "complete")
+            return
+        # NON_BLOCKING: this part ends IN_PROGRESS; the results are spoken once every call is answered
+        answered = tool_round.answered.is_set()
+        tool_round.awaiting = not answered
+        await self._finish_turn(turn, None)
+        if answered:
+            await self._follow_up(turn, tool_round)
 
-    async def _run_tool_calls(self, turn: TurnRecord) -> None:
+    async def _follow_up(self, turn: TurnRecord, tool_round: _ToolRound) -> None:
+        """After a NON_BLOCKING turn's calls are answered: speak about the results, then end IDLE."""
+        cancelled = False
+        if self.scenario.cancel_tool_calls:
+            await self._cancel_answered(tool_round)
+            cancelled = True
+        if not (tool_round.silent or cancelled):
+            await self._speak(turn)
+        await self._finish_turn(turn, "complete")
+
+    async def _cancel_answered(self, tool_round: _ToolRound) -> None:
+        # the model dropped the calls (newer input superseded them): the client should undo them
+        tool_round.turn.cancelled_tool_calls.extend(tool_round.ids)
+        await self._send({"toolCallCancellation": {"ids": list(tool_round.ids)}})
+
+    def _behavior_of(self, name: str) -> Literal["BLOCKING", "NON_BLOCKING"]:
+        """How the model schedules a call: the declaration if it says, else the scenario or model default."""
+        if not self.rules.non_blocking_calls:
+            return "BLOCKING"
+        declared = self.behaviors.get(name)
+        if declared is None:
+            declared = "NON_BLOCKING" if self.scenario.non_blocking_tools else self.rules.default_behavior
+        return "NON_BLOCKING" if declared == "NON_BLOCKING" else "BLOCKING"
+
+    async def _make_tool_calls(self, turn: TurnRecord) -> _ToolRound | None:
         calls: list[dict[str, Any]] = []
         for name, args in self.scenario.tool_calls:
             if name not in self.declared_functions:
@@ -614,19 +781,23 @@ class ConnectionHandler:
                 continue
             calls.append({"id": f"fc-{uuid.uuid4().hex[:12]}", "name": name, "args": args})
         if not calls:
-            return
-        answered = asyncio.Event()
+            return None
+        # one toolCall message per turn; if any call in it is BLOCKING, the model waits for all of them
+        non_blocking = all(self._behavior_of(str(call["name"])) == "NON_BLOCKING" for call in calls)
+        tool_round = _ToolRound(turn, [str(call["id"]) for call in calls], non_blocking)
         for call in calls:
-            self._pending_calls[str(call["id"])] = _PendingCall(str(call["name"]), turn, answered)
+            self._pending_calls[str(call["id"])] = _PendingCall(str(call["name"]), turn, tool_round)
         turn.tool_calls.extend(calls)
+        turn.tool_behavior = "NON_BLOCKING" if non_blocking else "BLOCKING"
         await self.emu._changed()
         await self._send({"toolCall": {"functionCalls": calls}})
-        await answered.wait()
-        if self.scenario.cancel_tool_calls:
-            # the model dropped the calls (newer input superseded them): the client should undo them
-            ids = [str(call["id"]) for call in calls]
-            turn.cancelled_tool_calls.extend(ids)
-            await self._send({"toolCallCancellation": {"ids": ids}})
+        return tool_round
+
+    async def _speak(self, turn: TurnRecord) -> None:
+        audio = await self._reply_audio(turn)
+        await self._stream_audio(turn, audio)
+        turn.generation_complete = True
+        await self._send({"serverContent": {"generationComplete": True}})
 
     async def _reply_audio(self, turn: TurnRecord) -> bytes:
         if self.scenario.reply == "echo" and turn.user_pcm:
@@ -639,6 +810,13 @@ class ConnectionHandler:
         if self.scenario.reply == "echo" and turn.user_pcm:
             return f"(echo of {seconds:.1f} s of audio)"
         return f"({self.scenario.tone_hz:g} Hz tone, {seconds:.1f} s)"
+
+    async def _drop_if_due(self, sent_chunks: int, total_chunks: int) -> None:
+        fraction = self._drop_fraction
+        if fraction is not None and sent_chunks >= fraction * total_chunks:
+            self._drop_fraction = None
+            await self.drop()
+            raise _Ended
 
     async def _stream_audio(self, turn: TurnRecord, audio: bytes) -> None:
         chunk_bytes = max(2, int(OUTPUT_RATE * self.config.chunk_ms / 1000) * 2)
@@ -655,12 +833,14 @@ class ConnectionHandler:
         pace = self.config.pace
         chunk_seconds = chunk_bytes / 2 / OUTPUT_RATE
         for index, chunk in enumerate(chunks):
+            await self._drop_if_due(index, len(chunks))
             if pace > 0:
                 delay = start + index * chunk_seconds / pace - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
             else:
                 await asyncio.sleep(0)  # let an activityStart in between even at full speed
+            await self._drop_if_due(index, len(chunks))  # armed from outside while this chunk waited
             data = self._b64(chunk)
             content: dict[str, Any] = {"modelTurn": {"parts": [
                 {"inlineData": {"mimeType": f"audio/pcm;rate={OUTPUT_RATE}", "data": data}}]}}
@@ -671,21 +851,40 @@ class ConnectionHandler:
             turn.reply_pcm.extend(chunk)
             await self._send({"serverContent": content})
             await self.emu._changed()
+        await self._drop_if_due(len(chunks), len(chunks))
 
     def _b64(self, data: bytes) -> str:
         encoder = base64.urlsafe_b64encode if self.scenario.urlsafe_b64 else base64.b64encode
         return encoder(data).decode("ascii")
 
-    async def _finish_turn(self, turn: TurnRecord) -> None:
+    async def _finish_turn(self, turn: TurnRecord, ending: TurnEnding | None) -> None:
+        """Send a turnComplete; ``ending`` None means more of this turn follows (IN_PROGRESS)."""
         prompt_tokens = round(len(turn.user_pcm) / 2 / INPUT_RATE * AUDIO_TOKENS_PER_SECOND)
         prompt_tokens += max(0, len(turn.input_text) // 4) if turn.source != "audio" else 0
         response_tokens = round(len(turn.reply_pcm) / 2 / OUTPUT_RATE * AUDIO_TOKENS_PER_SECOND)
-        turn.turn_complete = True
-        if self.conversation is not None:
-            self.conversation.turns += 1
-        await self._send({"serverContent": {"turnComplete": True}, "usageMetadata": {
+        content: dict[str, Any] = {"turnComplete": True}
+        status: str | None = None
+        if self.scenario.interaction_status or turn.tool_behavior == "NON_BLOCKING":
+            status = "IDLE" if ending is not None else "IN_PROGRESS"
+            content["interactionStatus"] = status
+        turn.turn_completes.append(status)
+        if ending is not None:
+            turn.turn_complete = True
+            turn.ending = ending
+            if self.conversation is not None:
+                self.conversation.turns += 1
+        await self._send({"serverContent": content, "usageMetadata": {
             "promptTokenCount": prompt_tokens, "responseTokenCount": response_tokens,
             "totalTokenCount": prompt_tokens + response_tokens}})
+        await self.emu._changed()
+        if self.resumption:
+            await self._send_resumption_update()
+
+    async def _end_turn(self, turn: TurnRecord, ending: TurnEnding) -> None:
+        """End a turn without a turnComplete (barge-in with ``barge_in_turn_complete`` off)."""
+        turn.ending = ending
+        if self.conversation is not None:
+            self.conversation.turns += 1
         await self.emu._changed()
         if self.resumption:
             await self._send_resumption_update()

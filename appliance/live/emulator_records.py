@@ -10,7 +10,15 @@ from typing import Any, Literal
 
 from .emulator_schema import decode_base64
 
-__all__ = ["ConnectionRecord", "Received", "TurnRecord", "scrub_blobs"]
+__all__ = ["ConnectionRecord", "Received", "TurnEnding", "TurnRecord", "scrub_blobs"]
+
+#: How a turn's reply ended, as the client saw it on the wire:
+#: "complete"      generationComplete, then the last turnComplete (IDLE when statuses are on);
+#: "interrupted"   barge-in: interrupted, then turnComplete;
+#: "interrupted_no_turn_complete"  barge-in with ``barge-no-complete``: interrupted and nothing after;
+#: "superseded"    queued behind another reply and replaced before it began (nothing was sent for it);
+#: "disconnected"  the connection ended first (drop, close, or a reply that never came).
+TurnEnding = Literal["complete", "interrupted", "interrupted_no_turn_complete", "superseded", "disconnected"]
 
 
 @dataclass
@@ -66,9 +74,19 @@ class TurnRecord:
     tool_responses: list[dict[str, Any]] = field(default_factory=list)  # functionResponses (camelCase)
     cancelled_tool_calls: list[str] = field(default_factory=list)
     audio_truncated: bool = False  # the activity ran past the cap; the rest was dropped
+    #: how the model scheduled this turn's calls, from the declaration (see Scenario); None without calls
+    tool_behavior: Literal["BLOCKING", "NON_BLOCKING"] | None = None
     interrupted: bool = False
     generation_complete: bool = False
+    #: the turn's last turnComplete went out (a NON_BLOCKING turn's IN_PROGRESS one does not count)
     turn_complete: bool = False
+    #: one entry per turnComplete sent for this turn: its interactionStatus, or None when it had none
+    turn_completes: list[str | None] = field(default_factory=list)
+    ending: TurnEnding | None = None  # None while the turn is still going
+
+    @property
+    def ended(self) -> bool:
+        return self.ending is not None
 
 
 def _scrub(value: Any) -> Any:

@@ -21,9 +21,10 @@ OUTPUT_RATE = 24000
 SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
 
 SCENARIO_HELP = (
-    "echo | tone[:SECONDS] | silent | cancel-tools | tool:NAME[:JSON_ARGS] | transcript:TEXT | reply-text:TEXT | urlsafe-b64 | "
-    "drop-after:N | close:CODE[:REASON] | close-after:N:CODE[:REASON] | reject-setup:CODE[:REASON] | "
-    "malformed | unknown-message | slow-setup:SECONDS | fault-connections:K"
+    "echo | tone[:SECONDS] | silent | cancel-tools | tool:NAME[:JSON_ARGS] | nonblocking-tool:NAME[:JSON_ARGS] | "
+    "transcript:TEXT | reply-text:TEXT | urlsafe-b64 | interaction-status | barge-no-complete | "
+    "drop-after:N | drop-mid-reply:FRACTION | close:CODE[:REASON] | close-after:N:CODE[:REASON] | "
+    "reject-setup:CODE[:REASON] | malformed | unknown-message | slow-setup:SECONDS | fault-connections:K"
 )
 
 
@@ -35,9 +36,15 @@ class ScenarioError(ValueError):
 class Scenario:
     """Reply content and fault injection for the emulator.
 
-    Faults (drop/close/reject/malformed/unknown/slow) apply only to the first ``fault_connections``
-    connections made after the scenario was set (all connections when None), so that a client can
-    recover, e.g. resume after a dropped socket.
+    Faults (drop/drop-mid-reply/close/reject/malformed/unknown/slow) apply only to the first
+    ``fault_connections`` connections made after the scenario was set (all connections when None), so
+    that a client can recover, e.g. resume after a dropped socket.
+
+    Tool scheduling follows the client's declaration, as on the service: ``behavior`` BLOCKING makes the
+    model wait for the toolResponse before it speaks; NON_BLOCKING lets it keep talking, end that part
+    with turnComplete + interactionStatus IN_PROGRESS, and speak again (ending IDLE) once every call is
+    answered. A declaration without ``behavior`` gets the model's default (NON_BLOCKING on 3.8, BLOCKING
+    elsewhere), or NON_BLOCKING everywhere but 3.1 when ``non_blocking_tools`` is set.
     """
 
     #: echo the user's audio, a tone, or "silent": take the turn and never answer (a stalled service)
@@ -50,8 +57,16 @@ class Scenario:
     urlsafe_b64: bool = False
     #: after the tool responses arrive, cancel those calls (the client must undo their effects)
     cancel_tool_calls: bool = False
+    #: declarations that leave ``behavior`` out are scheduled NON_BLOCKING (3.8's default) on every model
+    non_blocking_tools: bool = False
+    #: every turnComplete carries interactionStatus (IDLE when done); NON_BLOCKING tool turns always do
+    interaction_status: bool = False
+    #: barge-in ends the cut reply with ``interrupted`` only, no turnComplete (else interrupted -> turnComplete)
+    barge_in_turn_complete: bool = True
     # Faults
     drop_after: int | None = None  # abort TCP (no close frame) after this many server messages
+    #: abort TCP once this fraction (0..1) of the first reply's audio has been sent
+    drop_mid_reply: float | None = None
     close_after: int | None = None  # close with close_code/close_reason after this many server messages
     close_after_setup: bool = False  # close with close_code/close_reason right after setupComplete
     close_code: int = 1011
@@ -68,6 +83,8 @@ class Scenario:
         if not (self.tone_seconds > 0 and math.isfinite(self.tone_seconds)):
             raise ScenarioError(f"tone_seconds must be a positive number, got {self.tone_seconds!r}")
         self.tool_calls = [(str(name), dict(args)) for name, args in self.tool_calls]
+        if self.drop_mid_reply is not None and not 0.0 <= self.drop_mid_reply <= 1.0:
+            raise ScenarioError(f"drop_mid_reply must be a fraction from 0 to 1, got {self.drop_mid_reply!r}")
         for code in [self.close_code] + ([self.reject_setup[0]] if self.reject_setup else []):
             _check_close_code(code)
 
@@ -133,17 +150,27 @@ def _apply(s: Scenario, head: str, rest: str, spec: str) -> Scenario:
         if seconds <= 0:
             raise ScenarioError(f"bad --scenario {spec!r}: the tone length must be above 0 seconds")
         return replace(s, reply="tone", tone_seconds=seconds)
-    if head == "tool":
+    if head in ("tool", "nonblocking-tool"):
         name, _, args_text = rest.partition(":")
         if not name:
-            raise ScenarioError(f"bad --scenario {spec!r}: write tool:NAME or tool:NAME:{{\"arg\": 1}}")
+            raise ScenarioError(f"bad --scenario {spec!r}: write {head}:NAME or {head}:NAME:{{\"arg\": 1}}")
         try:
             args = json.loads(args_text) if args_text else {}
         except json.JSONDecodeError:
             raise ScenarioError(f"bad --scenario {spec!r}: the tool arguments must be a JSON object") from None
         if not isinstance(args, dict):
             raise ScenarioError(f"bad --scenario {spec!r}: the tool arguments must be a JSON object")
-        return replace(s, tool_calls=[*s.tool_calls, (name, args)])
+        non_blocking = s.non_blocking_tools or head == "nonblocking-tool"
+        return replace(s, tool_calls=[*s.tool_calls, (name, args)], non_blocking_tools=non_blocking)
+    if head == "interaction-status" and not rest:
+        return replace(s, interaction_status=True)
+    if head == "barge-no-complete" and not rest:
+        return replace(s, barge_in_turn_complete=False)
+    if head == "drop-mid-reply":
+        fraction = _number(rest, "the drop-mid-reply fraction", spec)
+        if fraction > 1:
+            raise ScenarioError(f"bad --scenario {spec!r}: the fraction must be from 0 to 1, e.g. drop-mid-reply:0.4")
+        return replace(s, drop_mid_reply=fraction)
     if head == "transcript" and rest:
         return replace(s, transcript=rest)
     if head == "reply-text" and rest:

@@ -35,8 +35,11 @@ __all__ = [
     "cut_reason",
     "decode_audio_blob",
     "decode_base64",
+    "declared_behaviors",
+    "check_function_behaviors",
     "normalise_client_message",
     "parse_json_frame",
+    "peek_setup_model",
     "snake_to_camel",
     "validate_function_names",
     "validate_realtime_input_shape",
@@ -276,8 +279,10 @@ def _join(path: str, name: str) -> str:
 
 
 class _Walker:
-    def __init__(self, version: str) -> None:
+    def __init__(self, version: str, reject_null: bool = False) -> None:
         self.version = version
+        #: 3.1 and later close 1007 on a null field value (proto3 JSON would read it as "default")
+        self.reject_null = reject_null
 
     def type_label(self, spec: Any) -> str:
         if isinstance(spec, (Message, Enum)):
@@ -329,18 +334,37 @@ class _Walker:
             if key in out:
                 raise invalid(f"Invalid JSON payload received. Duplicate field \"{raw_key}\""
                               f"{' at ' + repr(path) if path else ''} (given in both casings).")
-            if item is None:  # proto3 JSON: null means "default value"
-                continue
+            if item is None:
+                if self.reject_null:
+                    raise invalid(f"Invalid JSON payload received. null at '{_join(path, camel_to_snake(key))}'; "
+                                  "leave the field out instead.")
+                continue  # proto3 JSON: null means "default value"
             out[key] = self.walk(item, spec.fields[key], _join(path, camel_to_snake(key)))
         return out
+
+    def check_free_form(self, value: Any, path: str) -> None:
+        """Nulls inside free-form payloads (args, responses) count too on models that reject null."""
+        if not self.reject_null:
+            return
+        stack: list[tuple[Any, str]] = [(value, path)]
+        while stack:
+            item, where = stack.pop()
+            if item is None:
+                raise invalid(f"Invalid JSON payload received. null at '{where}'; leave the field out instead.")
+            if isinstance(item, dict):
+                stack.extend((v, f'{where}["{k}"]') for k, v in item.items())
+            elif isinstance(item, list):
+                stack.extend((v, f"{where}[{i}]") for i, v in enumerate(item))
 
     def scalar(self, value: Any, spec: Scalar, path: str) -> Any:
         kind = spec.kind
         if kind == "any":
+            self.check_free_form(value, path)
             return value
         if kind == "struct":
             if not isinstance(value, dict):
                 raise self.bad_value(path, spec, value)
+            self.check_free_form(value, path)
             return value
         if kind == "string":
             if not isinstance(value, str):
@@ -391,11 +415,29 @@ def parse_json_frame(frame: str | bytes) -> Any:
         raise invalid(f"Invalid JSON payload received. {detail}.") from None
 
 
-def normalise_client_message(message: Any, version: str = "v1beta") -> tuple[str, dict[str, Any]]:
-    """Check a whole client message against the schema; return (kind, camelCase body of that kind)."""
+def peek_setup_model(message: Any) -> str | None:
+    """The model id a (not yet validated) setup message names, without "models/"; None if it names none.
+
+    Why: whether null values are accepted depends on the model, so the model is read before the walk.
+    """
+    if not isinstance(message, dict):
+        return None
+    setup = message.get("setup")
+    model = setup.get("model") if isinstance(setup, dict) else None
+    if not isinstance(model, str):
+        return None
+    return model[len("models/"):] if model.startswith("models/") else model
+
+
+def normalise_client_message(message: Any, version: str = "v1beta",
+                             reject_null: bool = False) -> tuple[str, dict[str, Any]]:
+    """Check a whole client message against the schema; return (kind, camelCase body of that kind).
+
+    ``reject_null``: close 1007 on any null value (3.1 and later) instead of reading it as the default.
+    """
     if not isinstance(message, dict):
         raise invalid(f"Invalid JSON payload received. Expected a JSON object, got {type(message).__name__}.")
-    walker = _Walker(version)
+    walker = _Walker(version, reject_null)
     seen: list[str] = []
     for raw_key in message:
         key = snake_to_camel(raw_key)
@@ -450,7 +492,7 @@ def validate_function_names(tools: list[dict[str, Any]], where: str) -> set[str]
 
 @dataclass(frozen=True)
 class ModelRules:
-    """What a model accepts in setup beyond the shared schema (see §3.1 / §6)."""
+    """What a model accepts in setup beyond the shared schema (see §3.1 / §6 and the December corrections)."""
 
     thinking_config: bool = True
     thinking_budget: bool = True
@@ -458,15 +500,64 @@ class ModelRules:
     affective_dialog: bool = True
     proactivity: bool = True
     proactive_audio_off: bool = True
+    #: the legacy ``realtimeInput.mediaChunks`` list (3.1 and later close 1007: "deprecated")
+    media_chunks: bool = True
+    #: null field values read as "default" (proto3 JSON); 3.1 and later close 1007 on them instead
+    null_values: bool = True
+    #: function calling is async only: every declaration must say ``behavior: NON_BLOCKING``
+    non_blocking_only: bool = False
+    #: async (NON_BLOCKING) function calls exist at all (3.1's calls are synchronous only)
+    non_blocking_calls: bool = True
+    #: how the model schedules a declaration that leaves ``behavior`` out
+    default_behavior: str = "BLOCKING"
 
 
 DEFAULT_MODEL_RULES: dict[str, ModelRules] = {
-    "gemini-3.8-live": ModelRules(thinking_config=False, affective_dialog=False, proactive_audio_off=False),
+    "gemini-3.8-live": ModelRules(thinking_config=False, affective_dialog=False, proactive_audio_off=False,
+                                  media_chunks=False, null_values=False, default_behavior="NON_BLOCKING"),
     "gemini-3.8-live-extended-thinking": ModelRules(thinking_budget=False, affective_dialog=False,
-                                                    proactive_audio_off=False),
-    "gemini-3.1-flash-live-preview": ModelRules(thinking_budget=False, affective_dialog=False, proactivity=False),
+                                                    proactive_audio_off=False, media_chunks=False,
+                                                    null_values=False, non_blocking_only=True,
+                                                    default_behavior="NON_BLOCKING"),
+    "gemini-3.1-flash-live-preview": ModelRules(thinking_budget=False, affective_dialog=False, proactivity=False,
+                                                media_chunks=False, null_values=False, non_blocking_calls=False),
     "gemini-2.5-flash-native-audio-preview-12-2025": ModelRules(thinking_level=False),
 }
+
+_BEHAVIOR_NUMBERS = {0: "UNSPECIFIED", 1: "BLOCKING", 2: "NON_BLOCKING"}
+
+
+def declared_behaviors(tools: list[dict[str, Any]]) -> dict[str, str | None]:
+    """Declared function name -> its ``behavior`` ("BLOCKING"/"NON_BLOCKING"), None when left open.
+
+    Takes normalised (camelCase) tools; enum numbers are mapped to names, UNSPECIFIED counts as left open.
+    """
+    found: dict[str, str | None] = {}
+    for tool in tools:
+        for decl in tool.get("functionDeclarations", []):
+            behavior = decl.get("behavior")
+            if isinstance(behavior, int):
+                behavior = _BEHAVIOR_NUMBERS.get(behavior)
+            found[decl.get("name", "")] = behavior if behavior in ("BLOCKING", "NON_BLOCKING") else None
+    return found
+
+
+def check_function_behaviors(tools: list[dict[str, Any]], where: str, rules: ModelRules) -> None:
+    """Models with async-only function calling refuse a declaration that is not NON_BLOCKING (1007).
+
+    A missing behavior counts as BLOCKING there: the reports say BLOCKING is rejected, and nothing says
+    the model would fill in NON_BLOCKING by itself.
+    """
+    if not rules.non_blocking_only:
+        return
+    for ti, tool in enumerate(tools):
+        for fi, decl in enumerate(tool.get("functionDeclarations", [])):
+            behavior = decl.get("behavior")
+            if behavior in ("NON_BLOCKING", 2):
+                continue
+            shown = behavior if isinstance(behavior, str) else "unset"
+            raise invalid(f"{INVALID_ARGUMENT} NON_BLOCKING functions only; behavior {shown} at "
+                          f"{where}[{ti}].functionDeclarations[{fi}].")
 
 
 def check_model_rules(setup: Mapping[str, Any], model_id: str, rules: ModelRules) -> None:

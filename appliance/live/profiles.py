@@ -42,7 +42,9 @@ _PROFILES: dict[str, ModelProfile] = {
         ),
         ModelProfile(
             name="gemini-3.8-live-extended-thinking",
-            tool_behavior="BLOCKING",
+            # Function calling is async only here: a declaration that is not
+            # NON_BLOCKING (or leaves `behavior` out) closes the session with 1007.
+            tool_behavior="NON_BLOCKING",
             search_with_functions=True,
         ),
         ModelProfile(

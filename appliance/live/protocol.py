@@ -5,6 +5,12 @@ top-level key each); `parse_server_frame` turns one WebSocket frame into typed
 events.  Nothing here touches a socket, a clock or a logger, so every rule of the
 wire can be tested with plain data, and the session and the emulator can both be
 checked against it.
+
+Builders never emit `null` (3.1 and later close 1007 on it) nor the deprecated
+`mediaChunks`.  Every string the service sends passes through `clean_text` where it
+enters (transcripts, text, names, ids, tool arguments, handles), so later code can
+log it, JSON-encode it and send it back without a UnicodeEncodeError or a runaway
+length.
 """
 
 from __future__ import annotations
@@ -20,7 +26,69 @@ from .profiles import ModelProfile
 
 INPUT_RATE = 16000
 OUTPUT_RATE = 24000
+MIN_OUTPUT_RATE = 8000
+MAX_OUTPUT_RATE = 48000
 _EXCERPT_CHARS = 160
+
+#: bounds for strings from the service (characters, after cleaning)
+TEXT_LIMIT = 4096  # transcripts, model text, string values in tool arguments
+NAME_LIMIT = 128  # tool names, call ids, argument keys, enum-like values
+HANDLE_LIMIT = 4096  # resumption handles (opaque; a cut one would be useless, so too long = unusable)
+#: bounds for a tool call's arguments: nesting depth and number of values in all
+ARGS_MAX_DEPTH = 16
+ARGS_MAX_ITEMS = 1000
+
+
+# --------------------------------------------------------------------------
+# Cleaning strings from the service
+
+
+def clean_text(s: str, limit: int) -> str:
+    """A string fit to log, JSON-encode and send on: lone surrogates become U+FFFD,
+    NULs are removed, and at most `limit` characters are kept.
+
+    Why: `json.loads` happily yields lone surrogates ("\\ud800"), which make any
+    later UTF-8 encoding (websockets, log files) raise; NULs cut C strings short.
+    """
+    if limit <= 0:
+        return ""
+    if "\x00" in s:
+        s = s.replace("\x00", "")
+    s = s[:limit]
+    if not s.isascii():
+        # json.loads joins escaped pairs into one character, so any surrogate left here stands alone
+        try:
+            s.encode("utf-8")
+        except UnicodeEncodeError:
+            s = "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in s)
+    return s
+
+
+def _identifier(raw: Any, limit: int) -> str | None:
+    """An opaque id/handle, only if it is a clean string within `limit`: a changed one would be wrong."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = str(raw)
+    if not isinstance(raw, str) or not raw:
+        return None
+    return raw if clean_text(raw, limit) == raw else None
+
+
+class _ArgsTooBig(Exception):
+    pass
+
+
+def _clean_json(value: Any, depth: int, budget: list[int]) -> Any:
+    """A cleaned copy of a JSON value: strings via clean_text, within depth and size bounds."""
+    budget[0] -= 1
+    if budget[0] < 0 or depth > ARGS_MAX_DEPTH:
+        raise _ArgsTooBig
+    if isinstance(value, str):
+        return clean_text(value, TEXT_LIMIT)
+    if isinstance(value, dict):
+        return {clean_text(str(k), NAME_LIMIT): _clean_json(v, depth + 1, budget) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_json(v, depth + 1, budget) for v in value]
+    return value  # None, bool, int, float (strict JSON: no NaN/Infinity)
 
 
 # --------------------------------------------------------------------------
@@ -46,8 +114,42 @@ class SessionSettings:
 
 
 def encode(message: Mapping[str, Any]) -> str:
-    """Serialise a client message for one text frame."""
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    """Serialise a client message for one text frame.
+
+    A lone surrogate in some string (text that did not come through `clean_text`)
+    would make the UTF-8 encoding of the frame fail; such strings are cleaned here.
+    """
+    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(_clean_strings(message), separators=(",", ":"), ensure_ascii=False)
+    return text
+
+
+def _clean_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value, len(value))
+    if isinstance(value, Mapping):
+        return {_clean_strings(k): _clean_strings(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_strings(v) for v in value]
+    return value
+
+
+def _without_nulls(value: Any) -> Any:
+    """A copy without None: dict entries and list items holding None are left out.
+
+    Why: 3.1 and later close with 1007 on a `null` anywhere; leaving a field out is
+    what proto3 means by null anyway.
+    """
+    if isinstance(value, Mapping):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_without_nulls(v) for v in value if v is not None]
+    return value
 
 
 def build_setup(
@@ -98,7 +200,7 @@ def _build_tools(settings: SessionSettings, profile: ModelProfile) -> list[dict[
     if settings.functions:
         declarations = []
         for fn in settings.functions:
-            decl = {k: fn[k] for k in ("name", "description", "parameters") if k in fn}
+            decl = {k: _without_nulls(fn[k]) for k in ("name", "description", "parameters") if fn.get(k) is not None}
             if profile.tool_behavior:
                 decl["behavior"] = profile.tool_behavior
             declarations.append(decl)
@@ -126,7 +228,18 @@ def audio_input(pcm: bytes, rate: int = INPUT_RATE) -> dict[str, Any]:
 
 
 def text_input(text: str) -> dict[str, Any]:
+    """Bare text; only valid on its own with automatic activity detection on. Our
+    setup turns it off, so send `text_turn` instead."""
     return {"realtimeInput": {"text": text}}
+
+
+def text_turn(text: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A typed user turn under manual activity detection: activityStart, text, activityEnd.
+
+    Why: with automatic activity detection disabled the client marks every turn,
+    typed ones too; a bare `realtimeInput.text` starts no reply (the emulator closes 1007).
+    """
+    return activity_start(), text_input(text), activity_end()
 
 
 @dataclass(frozen=True)
@@ -145,7 +258,7 @@ def tool_response(responses: Sequence[FunctionResponse]) -> dict[str, Any]:
     for r in responses:
         if not r.id:
             raise ValueError(f"function response for {r.name!r} has no call id")
-        item: dict[str, Any] = {"id": r.id, "name": r.name, "response": dict(r.response)}
+        item: dict[str, Any] = {"id": r.id, "name": r.name, "response": _without_nulls(r.response)}
         if r.scheduling is not None:
             item["scheduling"] = r.scheduling
         if r.will_continue is not None:
@@ -183,6 +296,9 @@ class SetupComplete(ServerEvent):
 
 @dataclass(frozen=True)
 class AudioChunk(ServerEvent):
+    """Reply audio: s16le mono PCM at `rate` Hz, from the part's `audio/pcm;rate=NNNN`
+    label (24000 when the label names no rate; 8000..48000, else a ProtocolError)."""
+
     pcm: bytes = field(repr=False)
     rate: int = OUTPUT_RATE
 
@@ -226,9 +342,17 @@ class TurnComplete(ServerEvent):
 
 @dataclass(frozen=True)
 class FunctionCall:
+    """One call; `args` is a cleaned JSON object (strings cleaned, bounded in depth/size).
+
+    `problem` says why the arguments were unusable (not an object, too deep, too
+    big); `args` is then empty, and the caller should answer with an error rather
+    than run the tool on guesses.
+    """
+
     id: str | None
     name: str
     args: Mapping[str, Any]
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -299,7 +423,7 @@ def _parse(frame: str | bytes | bytearray | memoryview) -> list[ServerEvent]:
     else:
         return [ProtocolError(f"server message of type {type(frame).__name__}", "")]
     try:
-        message = json.loads(text)
+        message = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         return [ProtocolError("server message is not valid JSON", _excerpt(text))]
     if not isinstance(message, dict):
@@ -314,7 +438,7 @@ def _parse(frame: str | bytes | bytearray | memoryview) -> list[ServerEvent]:
         elif key in _TOP_LEVEL_IGNORED:
             continue
         else:
-            events.append(Unknown(key, _excerpt(json.dumps(value, default=str))))
+            events.append(Unknown(clean_text(str(key), NAME_LIMIT), _excerpt(json.dumps(value, default=str))))
     if not message:
         events.append(ProtocolError("empty server message", "{}"))
     # usage rides along with turnComplete: report the turn's end last, so whoever
@@ -323,9 +447,24 @@ def _parse(frame: str | bytes | bytearray | memoryview) -> list[ServerEvent]:
     return events
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # the service writes strict JSON: no NaN/Infinity
+
+
 def _setup_complete(value: Any) -> list[ServerEvent]:
-    session_id = value.get("sessionId") if isinstance(value, dict) else None
-    return [SetupComplete(session_id if isinstance(session_id, str) else None)]
+    raw = value.get("sessionId") if isinstance(value, dict) else None
+    return [SetupComplete(_identifier(raw, HANDLE_LIMIT) if isinstance(raw, str) else None)]
+
+
+def _text_of(value: Any) -> str | None:
+    """The cleaned `text` of a transcription object, or None when there is none."""
+    if isinstance(value, dict) and isinstance(value.get("text"), str):
+        return clean_text(value["text"], TEXT_LIMIT)
+    return None
+
+
+def _enum_text(raw: Any) -> str | None:
+    return clean_text(raw, NAME_LIMIT) if isinstance(raw, str) else None
 
 
 def _server_content(value: Any) -> list[ServerEvent]:
@@ -333,8 +472,9 @@ def _server_content(value: Any) -> list[ServerEvent]:
         return [ProtocolError("serverContent is not an object", _excerpt(repr(value)))]
     events: list[ServerEvent] = []
     transcript = value.get("inputTranscription")
-    if isinstance(transcript, dict) and isinstance(transcript.get("text"), str):
-        events.append(InputTranscript(transcript["text"], _as_bool(transcript.get("finished"))))
+    text = _text_of(transcript)
+    if text is not None:
+        events.append(InputTranscript(text, _as_bool(transcript.get("finished"))))
     if _as_bool(value.get("interrupted")):
         events.append(Interrupted())
     turn = value.get("modelTurn")
@@ -346,17 +486,16 @@ def _server_content(value: Any) -> list[ServerEvent]:
         elif parts is not None:
             events.append(ProtocolError("modelTurn.parts is not a list", _excerpt(repr(parts))))
     transcript = value.get("outputTranscription")
-    if isinstance(transcript, dict) and isinstance(transcript.get("text"), str):
-        events.append(OutputTranscript(transcript["text"], _as_bool(transcript.get("finished"))))
+    text = _text_of(transcript)
+    if text is not None:
+        events.append(OutputTranscript(text, _as_bool(transcript.get("finished"))))
     if _as_bool(value.get("generationComplete")):
         events.append(GenerationComplete())
     if _as_bool(value.get("turnComplete")):
-        reason = value.get("turnCompleteReason")
-        status = value.get("interactionStatus")
         events.append(
             TurnComplete(
-                reason=reason if isinstance(reason, str) else None,
-                interaction_status=status if isinstance(status, str) else None,
+                reason=_enum_text(value.get("turnCompleteReason")),
+                interaction_status=_enum_text(value.get("interactionStatus")),
                 waiting_for_input=_as_bool(value.get("waitingForInput")),
             )
         )
@@ -382,10 +521,14 @@ def _model_part(part: Any) -> list[ServerEvent]:
             return [ProtocolError("audio part with invalid base64", _excerpt(data))]
         if len(pcm) % 2:
             return [ProtocolError(f"audio part of odd length {len(pcm)}", _excerpt(mime))]
-        return [AudioChunk(pcm, _rate_of(mime))]
+        rate = _rate_of(mime)
+        if rate is None:
+            return [ProtocolError(f"audio part with an unusable rate (want {MIN_OUTPUT_RATE}..{MAX_OUTPUT_RATE} Hz)",
+                                  _excerpt(mime))]
+        return [AudioChunk(pcm, rate)]
     text = part.get("text")
     if isinstance(text, str):
-        return [ModelText(text)]
+        return [ModelText(clean_text(text, TEXT_LIMIT))]
     return [Unknown("modelTurn.part", _excerpt(json.dumps(part, default=str)))]
 
 
@@ -396,26 +539,42 @@ def _tool_call(value: Any) -> list[ServerEvent]:
     calls: list[FunctionCall] = []
     errors: list[ServerEvent] = []
     for raw in calls_raw:
-        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
             errors.append(ProtocolError("function call without a name", _excerpt(repr(raw))))
             continue
-        call_id = raw.get("id")
-        args = raw.get("args")
-        calls.append(
-            FunctionCall(
-                id=str(call_id) if isinstance(call_id, (str, int)) and call_id != "" else None,
-                name=raw["name"],
-                args=args if isinstance(args, dict) else {},
-            )
-        )
+        name = clean_text(raw["name"], NAME_LIMIT)
+        raw_id = raw.get("id")
+        call_id = _identifier(raw_id, NAME_LIMIT)
+        if call_id is None and raw_id not in (None, ""):
+            errors.append(ProtocolError(f"function call {name!r} with an unusable id", _excerpt(repr(raw_id))))
+        args, problem = _call_args(raw.get("args"))
+        if problem is not None:
+            errors.append(ProtocolError(f"function call {name!r}: {problem}", _excerpt(repr(raw.get("args")))))
+        calls.append(FunctionCall(id=call_id, name=name, args=args, problem=problem))
     return ([ToolCall(tuple(calls))] if calls else []) + errors
+
+
+def _call_args(raw: Any) -> tuple[dict[str, Any], str | None]:
+    """Cleaned arguments and, when they cannot be used, why."""
+    if raw is None:
+        return {}, None
+    if not isinstance(raw, dict):
+        return {}, "args is not an object"
+    try:
+        return _clean_json(raw, 0, [ARGS_MAX_ITEMS]), None
+    except _ArgsTooBig:
+        return {}, f"args nested deeper than {ARGS_MAX_DEPTH} or larger than {ARGS_MAX_ITEMS} values"
 
 
 def _tool_call_cancellation(value: Any) -> list[ServerEvent]:
     ids = value.get("ids") if isinstance(value, dict) else None
     if not isinstance(ids, list):
         return [ProtocolError("toolCallCancellation without ids", _excerpt(repr(value)))]
-    return [ToolCallCancellation(tuple(str(i) for i in ids if isinstance(i, (str, int))))]
+    cleaned = [_identifier(i, NAME_LIMIT) for i in ids]
+    events: list[ServerEvent] = [ToolCallCancellation(tuple(i for i in cleaned if i is not None))]
+    if None in cleaned:
+        events.append(ProtocolError("toolCallCancellation with unusable ids", _excerpt(repr(ids))))
+    return events
 
 
 def _go_away(value: Any) -> list[ServerEvent]:
@@ -426,14 +585,18 @@ def _go_away(value: Any) -> list[ServerEvent]:
 def _resumption_update(value: Any) -> list[ServerEvent]:
     if not isinstance(value, dict):
         return [ProtocolError("sessionResumptionUpdate is not an object", _excerpt(repr(value)))]
-    handle = value.get("newHandle")
-    return [
+    raw = value.get("newHandle")
+    handle = _identifier(raw, HANDLE_LIMIT) if isinstance(raw, str) else None
+    events: list[ServerEvent] = [
         ResumptionUpdate(
-            new_handle=handle if isinstance(handle, str) and handle else None,
+            new_handle=handle,
             resumable=_as_bool(value.get("resumable")),
             last_consumed_index=_as_int(value.get("lastConsumedClientMessageIndex")),
         )
     ]
+    if handle is None and isinstance(raw, str) and raw:
+        events.append(ProtocolError("resumption handle unusable (bad characters or too long)", _excerpt(raw)))
+    return events
 
 
 def _usage(value: Any) -> list[ServerEvent]:
@@ -539,20 +702,26 @@ def _as_bool(raw: Any) -> bool:
     return raw is True or (isinstance(raw, str) and raw.lower() == "true")
 
 
-_RATE = re.compile(r"rate\s*=\s*(\d+)")
+_RATE_VALUE = re.compile(r"[0-9]{1,6}")
 
 
-def _rate_of(mime: str) -> int:
-    match = _RATE.search(mime)
-    if match:
-        rate = int(match.group(1))
-        if 4000 <= rate <= 192000:
-            return rate
+def _rate_of(mime: str) -> int | None:
+    """The `rate=` parameter of an audio MIME type: 24000 when absent, None when unusable."""
+    for param in mime.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() != "rate":
+            continue
+        value = value.strip()
+        if not _RATE_VALUE.fullmatch(value):
+            return None
+        rate = int(value)
+        return rate if MIN_OUTPUT_RATE <= rate <= MAX_OUTPUT_RATE else None
     return OUTPUT_RATE
 
 
 def _excerpt(value: Any) -> str:
+    """A short, clean rendering of something the service sent, for logs."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         value = bytes(value)[:_EXCERPT_CHARS].decode("utf-8", "replace")
-    text = str(value)
+    text = clean_text(str(value), _EXCERPT_CHARS + 1)
     return text if len(text) <= _EXCERPT_CHARS else text[:_EXCERPT_CHARS] + "..."

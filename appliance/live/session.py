@@ -696,19 +696,20 @@ class LiveSession:
             code, reason = exc.sent.code, exc.sent.reason or "closed locally"
         else:
             code, reason = 1006, "connection lost without a close frame"
-        return classify_close(code, reason), code, self._redact(reason)
+        reason = self._redact(reason)
+        return classify_close(code, reason), code, reason
 
     def _closed_normally(self, ws: ClientConnection) -> tuple[CloseKind, int | None, str]:
         proto = ws.protocol
         rcvd = proto.close_rcvd
         code = rcvd.code if rcvd is not None else 1000
-        reason = rcvd.reason if rcvd is not None else ""
+        reason = self._redact(rcvd.reason) if rcvd is not None else ""
         if proto.close_sent is not None and proto.close_rcvd_then_sent is False:
             return CloseKind.RESUME, code, "connection handed over"
         kind = classify_close(code, reason)
         if kind is CloseKind.TRANSIENT and code in (1000, 1001):
             return CloseKind.RESUME, code, reason or "server closed the connection"
-        return kind, code, self._redact(reason)
+        return kind, code, reason
 
     async def _handle_event(self, event: p.ServerEvent) -> None:
         if isinstance(event, p.ResumptionUpdate):
@@ -772,6 +773,8 @@ class LiveSession:
         return {"x-goog-api-key": self._key.reveal()}
 
     def _redact(self, text: str) -> str:
+        """Close reasons and errors come from the wire: cleaned once here, the key removed."""
+        text = p.clean_text(text, p.TEXT_LIMIT)
         if self._key is not None and self._key.reveal():
             text = text.replace(self._key.reveal(), "[redacted]")
         return text

@@ -224,7 +224,13 @@ class ToolRegistry:
             if not fc.id:
                 log.warning("tool call %r has no id; it cannot be answered, so it is not run", fc.name)
                 continue
-            responses.append(FunctionResponse(id=fc.id, name=fc.name, response=self._run(fc.id, fc.name, fc.args)))
+            problem = getattr(fc, "problem", None)
+            if problem:
+                log.warning("tool call %s (%s) not run: %s", fc.id, fc.name, problem)
+                response = {"error": f"the call's arguments could not be read: {problem}"}
+            else:
+                response = self._run(fc.id, fc.name, fc.args)
+            responses.append(FunctionResponse(id=fc.id, name=fc.name, response=response))
         return responses
 
     def cancel(self, ids: Sequence[str]) -> list[str]:

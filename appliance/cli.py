@@ -37,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ask = sub.add_parser("ask", help="one turn against the configured endpoint")
     ask.add_argument("wav", nargs="?", type=Path, metavar="FILE.wav",
-                     help="the question as a WAV file (any rate, width and channel count); "
-                          "without it, speak into the microphone and hear the reply")
+                     help="the question as a WAV file (8 to 192 kHz, any width and channel count, at most "
+                          "5 minutes and 64 MiB); without it, speak into the microphone and hear the reply")
     ask.add_argument("--text", help="ask in text instead of audio")
     ask.add_argument("--out", type=Path, metavar="reply.wav", help="write the spoken reply here (24 kHz)")
 
@@ -73,15 +73,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
 
-    from .config import ConfigError, load_config
+    from .config import ConfigError, control_socket_path, load_config, secure_control_socket_path
     from .logsetup import setup_logging
 
     try:
         cfg = load_config(args.config, overrides=args.overrides)
+        # The daemon and `ctl` refuse a control socket directory someone else could own
+        # (`ctl --socket PATH` names its own socket, so the default one does not matter).
+        if args.command == "run" or (args.command == "ctl" and not getattr(args, "ctl_socket", None)):
+            control_path = secure_control_socket_path(cfg)
+        else:
+            control_path = control_socket_path(cfg)
     except ConfigError as exc:
         if args.command == "doctor":
-            print(f"FAIL config: {exc}")
-            return 1
+            from .doctor import config_error_command
+
+            return config_error_command(str(exc), args)
         print(f"appliance: {exc}", file=sys.stderr)
         return 2
     level = args.log_level or cfg.log.level
@@ -109,10 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return asyncio.run(run_command(cfg, keyboard=args.keyboard))
         if args.command == "ctl":
-            from .config import control_socket_path
             from .control import ctl_main
 
-            return ctl_main(args, control_socket_path(cfg))
+            return ctl_main(args, control_path)
         if args.command == "doctor":
             from .doctor import doctor_command
 

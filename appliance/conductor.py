@@ -337,6 +337,11 @@ class Conductor:
         self._set(State.ALARM, f"timer {label} finished")
         if self._ring_task is None or self._ring_task.done():
             self._ring_task = asyncio.get_running_loop().create_task(self._ring(), name="alarm")
+            self._ring_task.add_done_callback(self._ring_ended)
+
+    def _ring_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the alarm stopped ringing by a fault", exc_info=task.exception())
 
     def alarms_changed(self) -> None:
         """The set of ringing timers changed (e.g. one stopped by itself after ring_max_s)."""

@@ -13,6 +13,10 @@ cross-field rules in the section's `cross_checks()` method, so the loader
 never needs editing.  Supported field types: str, bool, int, float and
 tuple[str | int | float, ...] (comma-separated in the environment / --set).
 
+Every number has a lower and an upper bound, every path setting is checked for what
+the kernel would refuse (NUL bytes, over-long names), and the config file itself is read
+only when it is a regular file of at most `CONFIG_MAX_BYTES`.
+
 Values of keys whose name contains "key", "token", "secret" or "password" are
 shown as ``<hidden>`` in errors, unless the field says ``secret=False``
 (`live.api_key_file` is a path and the compression limits are token *counts*,
@@ -44,6 +48,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from appliance.atomicfile import FileRefused, read_regular_file
 from appliance.netutil import is_loopback_host
 from appliance.secret import Secret
 
@@ -60,6 +65,7 @@ __all__ = [
     "find_config_path",
     "load_api_key",
     "load_config",
+    "secure_control_socket_path",
     "setting",
 ]
 
@@ -79,6 +85,18 @@ _CREDENTIAL_SHAPE = re.compile(r"AIza[0-9A-Za-z_\-]{30,}|auth_tokens/")
 _TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 _FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 _MAX_SHOWN_VALUE = 80
+
+#: the config file is read only up to this size (a real one is a few KiB)
+CONFIG_MAX_BYTES = 256 * 1024
+#: an API key file or credential holds one key; anything bigger is not one
+KEY_FILE_MAX_BYTES = 4096
+#: what Linux allows for a whole path and for one name in it (PATH_MAX, NAME_MAX)
+MAX_PATH_BYTES = 4096
+MAX_NAME_BYTES = 255
+#: sun_path is 108 bytes including the terminating NUL
+MAX_SOCKET_PATH_BYTES = 107
+#: where the control socket goes when neither systemd nor the login session gives a runtime directory
+RUNTIME_FALLBACK_PARENT = "/tmp"
 
 
 class ConfigError(Exception):
@@ -100,12 +118,14 @@ def setting(
     nonempty: bool = False,
     check: Callable[[Any], str | None] | None = None,
     secret: bool | None = None,
+    retired: Mapping[str, str] | None = None,
 ) -> Any:
     """Declare a config field with its help text and constraints.
 
     `pattern` must match the whole string (an empty string is always allowed
     unless `nonempty`); `check` returns a problem description or None;
-    `secret` overrides the name-based decision whether to hide the value.
+    `secret` overrides the name-based decision whether to hide the value;
+    `retired` maps a choice that is no longer accepted to the hint shown for it.
     """
     meta = {
         "help": help,
@@ -117,6 +137,7 @@ def setting(
         "nonempty": nonempty,
         "check": check,
         "secret": secret,
+        "retired": dict(retired or {}),
     }
     return field(default=default, metadata=meta)
 
@@ -143,9 +164,47 @@ def _check_endpoint(url: str) -> str | None:
 
 
 
+def _check_path(text: str) -> str | None:
+    """What the kernel (or pathlib) would refuse in a path, said before anything uses it."""
+    if not text:
+        return None
+    if "\x00" in text:
+        return "must not contain a NUL byte"
+    try:
+        raw = os.fsencode(text)
+    except UnicodeEncodeError:
+        return "holds characters no file name can (a lone surrogate)"
+    if len(raw) > MAX_PATH_BYTES:
+        return f"is {len(raw)} bytes long; a path can be at most {MAX_PATH_BYTES} bytes"
+    longest = max(len(part) for part in raw.split(b"/"))
+    if longest > MAX_NAME_BYTES:
+        return (
+            f"has a name of {longest} bytes in it; each part of a path can be at most "
+            f"{MAX_NAME_BYTES} bytes"
+        )
+    first = text.split("/", 1)[0]
+    if first.startswith("~") and os.path.expanduser(first) == first:
+        whose = "this user has no home directory" if first == "~" else f"there is no user {first[1:]}"
+        return f"starts with {first}, but {whose}; give an absolute path"
+    return None
+
+
 def _check_key_file(path: str) -> str | None:
     if path and _looks_like_credential(path):
         return "looks like the API key itself; store the key in a mode-600 file and give its path"
+    return _check_path(path)
+
+
+def _check_socket_path(path: str) -> str | None:
+    problem = _check_path(path)
+    if problem or not path:
+        return problem
+    length = len(os.fsencode(os.path.expanduser(path)))
+    if length > MAX_SOCKET_PATH_BYTES:
+        return (
+            f"is {length} bytes long; a Unix socket path can be at most {MAX_SOCKET_PATH_BYTES} "
+            "bytes, choose a shorter one"
+        )
     return None
 
 
@@ -160,7 +219,10 @@ class LiveConfig:
         check=_check_endpoint,
     )
     api_version: str = setting(
-        "v1beta", "API version in the endpoint path.", choices=("v1beta", "v1", "v1alpha")
+        "v1beta",
+        "API version in the endpoint path (the Live API WebSocket is served on v1beta and v1alpha).",
+        choices=("v1beta", "v1alpha"),
+        retired={"v1": "did you mean v1beta? The Live API WebSocket is served on v1beta and v1alpha only"},
     )
     auth: str = setting(
         "api_key",
@@ -205,12 +267,14 @@ class LiveConfig:
         25600,
         "Context size in tokens at which the server starts dropping old turns.",
         min=1,
+        max=1_048_576,
         secret=False,
     )
     compression_target_tokens: int = setting(
         12800,
         "Context size in tokens the server shrinks to; must be below the trigger.",
         min=1,
+        max=1_048_576,
         secret=False,
     )
 
@@ -233,6 +297,26 @@ class LogConfig:
     )
 
 
+# The resampler's filter grows with the terms of the reduced ratio between two rates: every common rate
+# gives small terms (44100 -> 16000 is 441:160), an odd one like 96001 Hz needs a filter of about 1 GB.
+_MAX_RATE_RATIO_TERM = 6000
+
+
+def _check_device_rate(converted_to: int) -> Callable[[int], str | None]:
+    """A device rate is 0 (the device's own) or a real audio rate the resampler can afford."""
+
+    def check(rate: int) -> str | None:
+        if rate == 0:
+            return None
+        if not 8000 <= rate <= 192000:
+            return "must be 0 (the device's default) or a rate from 8000 to 192000 Hz"
+        if max(rate, converted_to) // math.gcd(rate, converted_to) > _MAX_RATE_RATIO_TERM:
+            return "is not a usual audio rate; use one such as 16000, 44100 or 48000"
+        return None
+
+    return check
+
+
 _DEVICE_HINT = 'a device name or part of one as `appliance devices` lists it, "default", or #N for index N'
 
 
@@ -246,7 +330,8 @@ class AudioConfig:
         -1, "Which microphone channel to use (0 = first); -1 mixes all channels.", min=-1, max=31
     )
     input_rate: int = setting(
-        0, "Capture rate in Hz; 0 means the device's own default rate.", min=0, max=192000
+        0, "Capture rate in Hz; 0 means the device's own default rate.", min=0, max=192000,
+        check=_check_device_rate(16000),
     )
     input_channels: int = setting(
         0, "Channels to open the microphone with; 0 means up to 2, as the device allows.", min=0, max=32
@@ -258,7 +343,7 @@ class AudioConfig:
     )
     output_rate: int = setting(
         0, "Playback rate in Hz; 0 means 24000 when the device takes it, else its default rate.",
-        min=0, max=192000,
+        min=0, max=192000, check=_check_device_rate(24000),
     )
     preroll_ms: int = setting(
         300, "Audio kept from before the button press, so the first syllable is not lost.", min=0, max=1000
@@ -324,10 +409,15 @@ class ButtonConfig:
 _LED_STATES = ("connecting", "idle", "listening", "thinking", "speaking", "offline", "error", "alarm")
 
 
+_MAX_BCM_PIN = 53
+
+
 def _check_led_pin(item: str) -> str | None:
     state, sep, pin = item.partition(":")
-    if not sep or state not in _LED_STATES or not pin.isdigit():
+    if not sep or state not in _LED_STATES or not re.fullmatch(r"[0-9]{1,2}", pin):
         return f'must be STATE:PIN with STATE one of {", ".join(_LED_STATES)}, like "listening:5"'
+    if int(pin) > _MAX_BCM_PIN:
+        return f"names pin {int(pin)}; BCM pins go from 0 to {_MAX_BCM_PIN}"
     return None
 
 
@@ -340,8 +430,10 @@ class LedsConfig:
         "none; pwm (one LED on `pin`); rgb (an RGB LED on `rgb_pins`); per_state (one LED per state, `state_pins`).",
         choices=("none", "pwm", "rgb", "per_state"),
     )
-    pin: int = setting(12, "BCM pin of the single LED (kind = pwm).", min=0, max=53)
-    rgb_pins: tuple[int, ...] = setting((5, 6, 13), "BCM pins of the red, green and blue legs (kind = rgb).")
+    pin: int = setting(12, "BCM pin of the single LED (kind = pwm).", min=0, max=_MAX_BCM_PIN)
+    rgb_pins: tuple[int, ...] = setting(
+        (5, 6, 13), "BCM pins of the red, green and blue legs (kind = rgb).", min=0, max=_MAX_BCM_PIN
+    )
     state_pins: tuple[str, ...] = setting(
         (), 'One LED per state as "state:pin" (kind = per_state), e.g. "listening:5", "error:6".',
         check=_check_led_pin,
@@ -363,8 +455,10 @@ class ControlConfig:
 
     socket: str = setting(
         "",
-        "Unix socket path; empty means $RUNTIME_DIRECTORY/control.sock (systemd), "
-        "else $XDG_RUNTIME_DIR/appliance/control.sock.",
+        "Unix socket path (at most 107 bytes); empty means $RUNTIME_DIRECTORY/control.sock "
+        "(systemd), else $XDG_RUNTIME_DIR/appliance/control.sock, else a private "
+        "/tmp/appliance-UID/appliance/control.sock.",
+        check=_check_socket_path,
         secret=False,
     )
 
@@ -428,6 +522,7 @@ class StateConfig:
     dir: str = setting(
         "",
         "State directory; empty means $STATE_DIRECTORY (systemd), else ~/.local/state/appliance.",
+        check=_check_path,
         secret=False,
     )
 
@@ -518,6 +613,8 @@ def _show(value: Any, *, hidden: bool) -> str:
         return _HIDDEN
     if isinstance(value, bool):
         text = "true" if value else "false"
+    elif isinstance(value, int) and abs(value) >= 10**_MAX_SHOWN_VALUE:
+        text = f"a {value.bit_length()}-bit number"  # repr() of a huge int is slow, or refused
     elif isinstance(value, (str, int, float)):
         text = repr(value)
     elif isinstance(value, (list, tuple)):
@@ -602,6 +699,11 @@ def _finite(number: float) -> float:
     return number
 
 
+def _bound(number: float) -> str:
+    """A min/max as a person writes it: 120, 0.5, 1048576 (not 1.04858e+06)."""
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
+
+
 def _constraint_problem(spec: _Spec, value: Any) -> tuple[Any, str | None]:
     """Return (canonical value, problem or None) after the declared constraints."""
     if spec.is_tuple:
@@ -621,17 +723,21 @@ def _scalar_constraint_problem(spec: _Spec, value: Any) -> tuple[Any, str | None
     if choices:
         canonical = {c.lower(): c for c in choices}.get(str(value).lower())
         if canonical is None:
+            retired = {k.lower(): v for k, v in (meta.get("retired") or {}).items()}
             guess = _closest(str(value).lower(), choices)
-            hint = f"; did you mean {guess}?" if guess and not spec.secret else ""
+            if str(value).lower() in retired and not spec.secret:
+                hint = f"; {retired[str(value).lower()]}"
+            else:
+                hint = f"; did you mean {guess}?" if guess and not spec.secret else ""
             return value, f"must be one of: {', '.join(choices)}{hint}"
         value = canonical
     low, high = meta.get("min"), meta.get("max")
     if (low is not None and value < low) or (high is not None and value > high):
         if low is not None and high is not None:
-            return value, f"must be between {low:g} and {high:g}"
+            return value, f"must be between {_bound(low)} and {_bound(high)}"
         if low is not None:
-            return value, f"must be at least {low:g}"
-        return value, f"must be at most {high:g}"
+            return value, f"must be at least {_bound(low)}"
+        return value, f"must be at most {_bound(high)}"
     if meta.get("nonempty") and isinstance(value, str) and not value.strip():
         return value, "must not be empty"
     pattern = meta.get("pattern")
@@ -693,11 +799,21 @@ def _lookup_key(section: str, key: str, origin: str, *, as_env: bool = False) ->
     raise ConfigError(f"unknown key {section}.{key} {origin}; {hint}")
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _is_devnull(path: Path) -> bool:
+    """`--config /dev/null` is the usual way to say "no file": it reads as empty."""
     try:
-        data = path.read_bytes()
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a directory, not a file") from None
+        return os.path.samefile(path, os.devnull)
+    except (OSError, ValueError):
+        return False
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if _is_devnull(path):
+        return {}
+    try:
+        data = read_regular_file(path, CONFIG_MAX_BYTES)
+    except FileRefused as exc:
+        raise ConfigError(f"config file {path} {exc.problem}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     try:
@@ -708,6 +824,19 @@ def _read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"TOML syntax error in {path}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"config file {path} nests tables or arrays too deeply to read; a config needs no nesting"
+        ) from None
+    except MemoryError:
+        raise ConfigError(f"config file {path} is too big to parse on this machine") from None
+    except ValueError as exc:  # e.g. an integer with thousands of digits
+        raise ConfigError(f"TOML value error in {path}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _apply_file(layers: _Layers, path: Path) -> None:
@@ -795,9 +924,16 @@ def find_config_path(cli_path: str | None, env: Mapping[str, str]) -> Path | Non
 def _explicit_path(text: str, named_by: str) -> Path:
     if not text.strip():
         raise ConfigError(f"{named_by} is empty; give the path of a TOML config file")
+    problem = _check_path(text)
+    if problem:
+        raise ConfigError(f"config file {_show(text, hidden=False)} (named by {named_by}) {problem}")
     path = Path(text).expanduser()
-    if not path.exists():
-        raise ConfigError(f"config file {path} (named by {named_by}) does not exist")
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} (named by {named_by}) does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path} (named by {named_by}): {exc.strerror or exc}") from None
     return path
 
 
@@ -866,8 +1002,12 @@ def load_api_key(
             return Secret(_read_key_file(credential, f"systemd credential {credential}"))
 
     if cfg.live.api_key_file:
-        path = Path(cfg.live.api_key_file).expanduser()
         where = cfg.origins.get("live.api_key_file", "set in code")
+        problem = _check_key_file(cfg.live.api_key_file)
+        if problem:  # only when the Config was built in code: the loader already refused it
+            shown = _show(cfg.live.api_key_file, hidden=_looks_like_credential(cfg.live.api_key_file))
+            raise ConfigError(f"live.api_key_file {shown} ({where}) {problem}")
+        path = Path(cfg.live.api_key_file).expanduser()
         label = f"live.api_key_file {_show(str(path), hidden=False)} ({where})"
         try:
             mode = path.stat().st_mode
@@ -888,7 +1028,11 @@ def load_api_key(
 
 def _read_key_file(path: Path, label: str) -> str:
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = read_regular_file(path, KEY_FILE_MAX_BYTES).decode("utf-8")
+    except FileRefused as exc:
+        if exc.problem.startswith("is larger"):
+            raise ConfigError(f"{label} {exc.problem}; it must hold only the API key") from None
+        raise ConfigError(f"{label} {exc.problem}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{label} is not UTF-8 text") from None
     except OSError as exc:
@@ -957,11 +1101,11 @@ def _constraint_note(spec: _Spec) -> str:
         notes.append("one of: " + ", ".join(meta["choices"]))
     low, high = meta.get("min"), meta.get("max")
     if low is not None and high is not None:
-        notes.append(f"range {low:g}..{high:g}")
+        notes.append(f"range {_bound(low)}..{_bound(high)}")
     elif low is not None:
-        notes.append(f"at least {low:g}")
+        notes.append(f"at least {_bound(low)}")
     elif high is not None:
-        notes.append(f"at most {high:g}")
+        notes.append(f"at most {_bound(high)}")
     notes.append(f"env {spec.env_name}")
     return "; ".join(notes)
 
@@ -1008,11 +1152,74 @@ def state_dir(cfg: Config, env: Mapping[str, str] = os.environ) -> Path:
 
 
 def control_socket_path(cfg: Config, env: Mapping[str, str] = os.environ) -> Path:
-    """`[control] socket`, else systemd's $RUNTIME_DIRECTORY, else $XDG_RUNTIME_DIR/appliance."""
+    """`[control] socket`, else systemd's $RUNTIME_DIRECTORY, else $XDG_RUNTIME_DIR/appliance.
+
+    Only computes the path; `secure_control_socket_path` is what the daemon and `ctl` use.
+    """
     if cfg.control.socket:
         return Path(cfg.control.socket).expanduser()
     runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
     if runtime:
         return Path(runtime) / "control.sock"
-    base = env.get("XDG_RUNTIME_DIR") or f"/tmp/appliance-{os.getuid()}"
+    base = env.get("XDG_RUNTIME_DIR") or _runtime_fallback_dir()
     return Path(base) / "appliance" / "control.sock"
+
+
+def _runtime_fallback_dir() -> Path:
+    return Path(RUNTIME_FALLBACK_PARENT) / f"appliance-{os.getuid()}"
+
+
+def secure_control_socket_path(cfg: Config, env: Mapping[str, str] = os.environ) -> Path:
+    """The control socket path, after making sure nobody else controls its directory.
+
+    Without systemd's or the login session's runtime directory the socket lives under
+    /tmp/appliance-UID, and anyone can create that name first: a socket there could be
+    someone else's, answering `ctl` or taking the daemon's place.  So both the daemon and
+    `ctl` call this: the directory is created with mode 0700 when missing, and refused
+    (ConfigError, one line) when it is a symlink, not ours, or open to group or others.
+    """
+    path = control_socket_path(cfg, env)
+    fallback = _runtime_fallback_dir()
+    if fallback in path.parents:
+        _ensure_private_dir(fallback)
+    return path
+
+
+def _ensure_private_dir(directory: Path) -> None:
+    created = False
+    try:
+        os.mkdir(directory, 0o700)
+        created = True
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the control socket directory {directory}: {exc.strerror or exc}; "
+            "set XDG_RUNTIME_DIR or [control] socket"
+        ) from None
+    try:
+        info = os.lstat(directory)
+    except OSError as exc:
+        raise ConfigError(f"cannot inspect the control socket directory {directory}: {exc.strerror or exc}") from None
+    fix = f"remove it (rm -r {directory}) or set XDG_RUNTIME_DIR or [control] socket"
+    if stat.S_ISLNK(info.st_mode):
+        raise ConfigError(f"control socket directory {directory} is a symlink, which anyone could have made; {fix}")
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"control socket directory {directory} is not a directory; {fix}")
+    if info.st_uid != os.geteuid():
+        raise ConfigError(
+            f"control socket directory {directory} belongs to uid {info.st_uid}, not to this user "
+            f"(uid {os.geteuid()}), so it cannot be trusted; {fix}"
+        )
+    if created:
+        try:
+            os.chmod(directory, 0o700)  # mkdir's mode went through the umask
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot make the control socket directory {directory} private: {exc.strerror or exc}"
+            ) from None
+    elif info.st_mode & 0o077:
+        raise ConfigError(
+            f"control socket directory {directory} has mode {stat.S_IMODE(info.st_mode):04o}, open to other "
+            f"users, so what is in it cannot be trusted; {fix}"
+        )

@@ -27,7 +27,15 @@ from .ask import session_from_config
 from .supervisor import Supervisor
 from .button import ButtonError, Gesture
 from .conductor import Conductor, State
-from .config import Config, ConfigError, control_socket_path, endpoint_url, load_api_key, state_dir
+from .config import (
+    Config,
+    ConfigError,
+    control_socket_path,
+    endpoint_url,
+    load_api_key,
+    secure_control_socket_path,
+    state_dir,
+)
 from .control import ControlError, ControlServer
 from .leds import LedsError, build_leds
 from .live.session import InsecureEndpointError, check_endpoint
@@ -88,6 +96,10 @@ class Daemon:
         try:
             check_endpoint(endpoint_url(self.cfg.live))
         except InsecureEndpointError as exc:
+            raise DaemonError(str(exc)) from None
+        try:
+            self.control_path = secure_control_socket_path(self.cfg)
+        except ConfigError as exc:
             raise DaemonError(str(exc)) from None
         key, cannot_talk = _api_key(self.cfg)
         if key is not None:

@@ -53,6 +53,7 @@ __all__ = [
     "CommandResult",
     "DoctorEnv",
     "add_arguments",
+    "config_error_command",
     "doctor_command",
     "format_line",
     "parse_throttled",
@@ -947,6 +948,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='print one JSON object {"ok": ..., "checks": [...]} instead of text')
     parser.add_argument("--only", action="append", default=[], choices=CHECK_NAMES, metavar="CHECK",
                         help=f"run only this check; repeatable ({', '.join(CHECK_NAMES)})")
+
+
+_CONFIG_ADVICE = (
+    "fix this in the config file (or wherever the value was set: environment or --set), then run doctor again"
+)
+
+
+def config_error_command(
+    message: str,
+    args: argparse.Namespace,
+    *,
+    printer: Callable[[str], None] = print,
+) -> int:
+    """`appliance doctor` when the config does not load: one failed `config` check, exit 1.
+
+    Nothing else can be checked without a config, but a caller of `doctor --json` still
+    gets the same JSON shape it always gets, so it can read what went wrong.
+    """
+    result = _fail("config", " ".join(message.split()), _CONFIG_ADVICE)
+    if getattr(args, "json", False):
+        printer(json.dumps({"ok": False, "checks": [result.as_dict()]}, indent=2))
+    else:
+        printer(format_line(result))
+        printer(summary_line([result]))
+    return 1
 
 
 async def doctor_command(

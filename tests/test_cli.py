@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import re
+import struct
 import subprocess
 import sys
 import wave
@@ -210,3 +212,133 @@ def test_log_setup_redacts_a_registered_secret():
     finally:
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)
+
+
+# ---------------------------------------------------------------- hostile input: one line, never a hang
+
+
+def one_line(result: subprocess.CompletedProcess, stream: str = "stderr") -> str:
+    text = getattr(result, stream)
+    assert "Traceback" not in result.stdout + result.stderr
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+@pytest.fixture
+def fifo(tmp_path):
+    path = tmp_path / "fifo"
+    os.mkfifo(path, 0o600)
+    return path
+
+
+@pytest.mark.parametrize("command", [["run"], ["doctor"], ["ctl", "status"]])
+def test_a_fifo_as_the_config_file_is_refused_at_once(fifo, command):
+    # Nobody ever writes to the FIFO: reading it would block until the timeout fails the test.
+    result = appliance("--config", str(fifo), *command, timeout=30)
+    assert result.returncode != 0
+    stream = "stdout" if command == ["doctor"] else "stderr"
+    assert f"config file {fifo} is a FIFO, not a regular file" in getattr(result, stream)
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+HOSTILE_CONFIGS = {
+    # id: (file text, or None to use the path as it is; path; what the line must say)
+    "dev-zero": (None, "/dev/zero", "is a character device, not a regular file"),
+    "directory": (None, "TMP", "is a directory, not a regular file"),
+    "deep-nesting": ("[live]\na = " + "{b=" * 5000 + "1" + "}" * 5000 + "\n", "TMP/c.toml",
+                     "nests tables or arrays too deeply"),
+    "api-v1": ('[live]\napi_version = "v1"\n', "TMP/c.toml", "did you mean v1beta?"),
+    "absurd-tokens": ("[live]\ncompression_trigger_tokens = 10000000000000\n", "TMP/c.toml",
+                      "must be between 1 and 1048576"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_CONFIGS))
+def test_a_hostile_config_refuses_to_start_in_one_line(tmp_path, case):
+    text, where, fragment = HOSTILE_CONFIGS[case]
+    path = Path(where.replace("TMP", str(tmp_path)))
+    if text is not None:
+        path.write_text(text)
+    result = appliance("--config", str(path), "run", timeout=30)
+    assert result.returncode == 2
+    line = one_line(result)
+    assert line.startswith("appliance: ") and fragment in line
+
+
+def test_doctor_json_reports_a_config_that_does_not_load_as_json(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text("[live]\nmodle = 'x'\n")
+    result = appliance("--config", str(config), "doctor", "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    assert [check["name"] for check in report["checks"]] == ["config"]
+    check = report["checks"][0]
+    assert check["ok"] is False and "\n" not in check["detail"]
+    assert check["detail"].startswith(f"unknown key live.modle in {config}; did you mean live.model?")
+    assert check["advice"]
+
+
+def test_doctor_text_reports_a_config_that_does_not_load_as_a_failed_check(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text("[live]\nmodle = 'x'\n")
+    result = appliance("--config", str(config), "doctor")
+    assert result.returncode == 1
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("FAIL config: unknown key live.modle")
+    assert lines[-1] == "doctor: 1 of 1 checks failed: config"
+
+
+def wav_with_rate(path: Path, rate: int, frames: int = 100) -> Path:
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, (rate * 2) & 0xFFFFFFFF, 2, 16)
+    data = b"\x00\x00" * frames
+    body = b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, fragment",
+    [
+        (lambda tmp: wav_with_rate(tmp / "slow.wav", 2), "sample rate 2 Hz is outside 8000..192000 Hz"),
+        (lambda tmp: wav_with_rate(tmp / "fast.wav", 2**32 - 1), "is outside 8000..192000 Hz"),
+        (lambda tmp: wav_with_rate(tmp / "long.wav", 8000, frames=8000 * 301),
+         "longer than the 5 minutes allowed"),
+    ],
+    ids=["2-hz", "4-ghz", "over-5-minutes"],
+)
+def test_ask_refuses_a_wav_it_cannot_handle_in_one_line(tmp_path, make, fragment):
+    result = appliance("ask", str(make(tmp_path)), env={"GEMINI_API_KEY": KEY}, timeout=30)
+    assert result.returncode == 2
+    line = one_line(result)
+    assert line.startswith("appliance ask: ") and fragment in line
+
+
+def test_ask_refuses_a_1_gib_wav_without_reading_it(tmp_path):
+    path = wav_with_rate(tmp_path / "huge.wav", 16000)
+    with open(path, "r+b") as handle:
+        handle.truncate(1 << 30)  # sparse: nothing is written to the disk
+    result = appliance("ask", str(path), env={"GEMINI_API_KEY": KEY}, timeout=30)
+    assert result.returncode == 2
+    assert "is larger than 64 MiB" in one_line(result)
+
+
+def test_ask_refuses_a_fifo_as_the_question_at_once(fifo):
+    result = appliance("ask", str(fifo), env={"GEMINI_API_KEY": KEY}, timeout=30)
+    assert result.returncode == 2
+    assert f"{fifo}: is a FIFO, not a regular file" in one_line(result)
+
+
+def test_a_fifo_as_the_api_key_file_is_refused_at_once(fifo):
+    result = appliance("--set", f"live.api_key_file={fifo}", "ask", "--text", "hi", timeout=30)
+    assert result.returncode == 2
+    line = one_line(result)
+    assert line.startswith("appliance ask: live.api_key_file ") and "not a regular file" in line
+
+
+def test_ask_help_states_the_limits_of_a_question_file():
+    result = appliance("ask", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "8 to 192 kHz" in text and "at most 5 minutes and 64 MiB" in text

@@ -144,7 +144,10 @@ ERROR_CASES = [
     ("non-finite", "[live]\nreply_timeout_s = inf\n", {}, [],
      ["invalid live.reply_timeout_s = inf in FILE: expected a finite number"]),
     ("bad choice", "[live]\napi_version = 'v1bta'\n", {}, [],
-     ["invalid live.api_version = 'v1bta' in FILE: must be one of: v1beta, v1, v1alpha; did you mean v1beta?"]),
+     ["invalid live.api_version = 'v1bta' in FILE: must be one of: v1beta, v1alpha; did you mean v1beta?"]),
+    ("retired api version", "[live]\napi_version = 'v1'\n", {}, [],
+     ["invalid live.api_version = 'v1' in FILE: must be one of: v1beta, v1alpha; did you mean v1beta?",
+      "served on v1beta and v1alpha only"]),
     ("bad log level", "[log]\nlevel = 'loud'\n", {}, [],
      ["invalid log.level = 'loud' in FILE: must be one of: debug, info, warning, error"]),
     ("empty model", "[live]\nmodel = ' '\n", {}, [],
@@ -504,9 +507,9 @@ GOOGLE = "wss://generativelanguage.googleapis.com/ws/google.ai.generativelanguag
     ("live", "expected"),
     [
         (LiveConfig(), f"{GOOGLE}.v1beta.GenerativeService.BidiGenerateContent"),
-        (LiveConfig(api_version="v1"), f"{GOOGLE}.v1.GenerativeService.BidiGenerateContent"),
+        (LiveConfig(api_version="v1alpha"), f"{GOOGLE}.v1alpha.GenerativeService.BidiGenerateContent"),
         (LiveConfig(auth="ephemeral"), f"{GOOGLE}.v1alpha.GenerativeService.BidiGenerateContentConstrained"),
-        (LiveConfig(auth="ephemeral", api_version="v1"),
+        (LiveConfig(auth="ephemeral", api_version="v1beta"),
          f"{GOOGLE}.v1alpha.GenerativeService.BidiGenerateContentConstrained"),
         (LiveConfig(endpoint="ws://127.0.0.1:8765/live", auth="ephemeral"), "ws://127.0.0.1:8765/live"),
     ],
@@ -547,5 +550,5 @@ def test_template_with_every_line_uncommented_is_still_the_defaults(tmp_path: Pa
 
 def test_template_documents_constraints() -> None:
     template = config_template()
-    assert "# (one of: v1beta, v1, v1alpha; env APPLIANCE_LIVE_API_VERSION)" in template
+    assert "# (one of: v1beta, v1alpha; env APPLIANCE_LIVE_API_VERSION)" in template
     assert "range 0.5..120" in template

@@ -433,8 +433,8 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file(
 
 @pytest.mark.parametrize(
     "content",
-    [b"{not json", b'{"version": 1, "next_id": 3, "timers": [{"id": "t1"}]}', b"\xff\xfe", b"[]"],
-    ids=["not-json", "missing-fields", "not-utf8", "wrong-shape"],
+    [b"{not json", b'{"version": 1, "next_id": 3, "timers": {"id": "t1"}}', b"\xff\xfe", b"[]"],
+    ids=["not-json", "timers-not-a-list", "not-utf8", "wrong-shape"],
 )
 def test_a_corrupt_file_means_no_timers_and_is_kept_for_the_owner(
     path: Path, content: bytes, caplog: pytest.LogCaptureFixture

@@ -134,7 +134,7 @@ GOOD_DATA = chunk(b"data", b"\x00\x00" * 4)
         ("nodata.wav", riff(GOOD_FMT, chunk(b"LIST", b"INFO")), "no data chunk"),
         ("nofmt.wav", riff(GOOD_DATA), "no fmt chunk"),
         ("zero.wav", riff(fmt_chunk(PCM, 0, 16000, 16), GOOD_DATA), "zero channels"),
-        ("norate.wav", riff(fmt_chunk(PCM, 1, 0, 16), GOOD_DATA), "sample rate of 0"),
+        ("norate.wav", riff(fmt_chunk(PCM, 1, 0, 16), GOOD_DATA), "sample rate 0 Hz is outside 8000..192000 Hz"),
         ("12bit.wav", riff(fmt_chunk(PCM, 1, 16000, 12), GOOD_DATA), "unsupported PCM sample width 12"),
         ("f16.wav", riff(fmt_chunk(FLOAT, 1, 16000, 16), GOOD_DATA), "unsupported float sample width 16"),
         ("ext.wav", riff(fmt_chunk(EXTENSIBLE, 1, 16000, 16, extensible_code=0x55), GOOD_DATA), "format code 85"),

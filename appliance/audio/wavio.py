@@ -4,10 +4,16 @@ The stdlib ``wave`` module only reads integer PCM, so a float or WAVE_FORMAT_EXT
 editors and ``sox`` write for 24-bit or multichannel audio) fails with an obscure message. This reader parses the
 RIFF chunks itself, decodes every common sample format to float32, and reports problems as one line that names
 the file. Writing always produces plain 16-bit PCM, atomically, so a crash never leaves half a file behind.
+
+A WAV file is untrusted input: only regular files of at most `MAX_WAV_BYTES` are read (a FIFO or /dev/zero is
+refused, not waited on), rates outside `MIN_RATE`..`MAX_RATE` are refused before any audio is decoded, and nothing
+is ever sized from what the header claims.  `read_wav_as_pcm16`, the path of a recorded question, also refuses
+more than `MAX_QUESTION_SECONDS` of audio and rates that only an enormous resampling filter could convert.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import tempfile
@@ -17,9 +23,34 @@ from pathlib import Path
 
 import numpy as np
 
+from appliance.atomicfile import FileRefused, read_regular_file
 from appliance.audio.resample import float_to_pcm16, resample, select_or_mix_channels
 
-__all__ = ["WavAudio", "WavError", "read_wav", "read_wav_as_pcm16", "write_wav"]
+__all__ = [
+    "MAX_QUESTION_SECONDS",
+    "MAX_RATE",
+    "MAX_WAV_BYTES",
+    "MIN_RATE",
+    "WavAudio",
+    "WavError",
+    "read_wav",
+    "read_wav_as_pcm16",
+    "write_wav",
+]
+
+#: the biggest WAV file read at all: 5 minutes of 48 kHz 16-bit stereo fit (about 55 MiB)
+MAX_WAV_BYTES = 64 * 1024 * 1024
+#: sample rates accepted, in Hz: telephone quality up to studio quality
+MIN_RATE = 8000
+MAX_RATE = 192000
+#: the longest recorded question `read_wav_as_pcm16` converts
+MAX_QUESTION_SECONDS = 300.0
+# The resampler's filter grows with the terms of the reduced ratio dst/src: 44.1 kHz -> 16 kHz is 160/441,
+# 11.025 kHz is 640/441, 44.056 kHz is 2000/5507 (about 50 MB), while an odd rate like 96001 Hz gives
+# 16000/96001 and needs about 1 GB.  Every common rate stays well below this bound.
+_MAX_RATIO_TERM = 6000
+# Chunks scanned before giving up: real files have a handful; a file of empty chunks must not spin for seconds.
+_MAX_CHUNKS = 10000
 
 _FORMAT_PCM = 0x0001
 _FORMAT_FLOAT = 0x0003
@@ -80,8 +111,11 @@ def _parse_fmt(where: str, body: bytes) -> _Format:
         )
     if channels == 0:
         raise WavError(f"{where}: fmt chunk declares zero channels")
-    if rate == 0:
-        raise WavError(f"{where}: fmt chunk declares a sample rate of 0 Hz")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise WavError(
+            f"{where}: sample rate {rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz; "
+            "convert it first, e.g. with `sox in.wav -r 16000 out.wav`"
+        )
     allowed = _PCM_BITS if code == _FORMAT_PCM else _FLOAT_BITS
     if bits not in allowed:
         kind = "PCM" if code == _FORMAT_PCM else "float"
@@ -116,15 +150,25 @@ def _decode(data: bytes, fmt: _Format) -> np.ndarray:
     return np.ascontiguousarray(out.reshape(frames, fmt.channels), dtype=np.float32)
 
 
-def read_wav(path: str | os.PathLike[str]) -> WavAudio:
+def read_wav(
+    path: str | os.PathLike[str],
+    *,
+    max_bytes: int = MAX_WAV_BYTES,
+    max_seconds: float | None = None,
+) -> WavAudio:
     """Read a PCM (8/16/24/32-bit), IEEE float (32/64-bit) or WAVE_FORMAT_EXTENSIBLE file.
 
     Unknown chunks (LIST, fact, cue ...) are skipped, odd-sized chunks honour their pad byte.
-    Raises WavError with a one-line message naming the file.
+    Only a regular file of at most `max_bytes` is read; with `max_seconds`, longer audio is refused
+    before it is decoded.  Raises WavError with a one-line message naming the file.
     """
     where = os.fspath(path)
     try:
-        blob = Path(path).read_bytes()
+        blob = read_regular_file(path, max_bytes)
+    except FileRefused as exc:
+        if exc.problem.startswith("is larger"):
+            raise WavError(f"{where}: the file {exc.problem}; trim or convert it first") from None
+        raise WavError(f"{where}: {exc.problem}") from None
     except OSError as exc:
         raise WavError(f"{where}: cannot read file: {exc.strerror or exc}") from None
     if len(blob) < 12 or blob[0:4] != b"RIFF" or blob[8:12] != b"WAVE":
@@ -134,7 +178,11 @@ def read_wav(path: str | os.PathLike[str]) -> WavAudio:
     fmt: _Format | None = None
     data: bytes | None = None
     pos = 12
-    while pos + 8 <= len(blob):
+    chunks = 0
+    while pos + 8 <= len(blob) and (fmt is None or data is None):
+        chunks += 1
+        if chunks > _MAX_CHUNKS:
+            raise WavError(f"{where}: more than {_MAX_CHUNKS} chunks before the audio; this is not a usable WAV file")
         chunk_id, size = struct.unpack_from("<4sI", blob, pos)
         body_start = pos + 8
         body_end = body_start + size
@@ -154,6 +202,11 @@ def read_wav(path: str | os.PathLike[str]) -> WavAudio:
         if pos > len(blob):
             raise WavError(f"{where}: truncated: a chunk runs past the end of the file and no data chunk was found")
         raise WavError(f"{where}: no data chunk, the file contains no audio")
+    seconds = len(data) // fmt.block_align / fmt.rate
+    if max_seconds is not None and seconds > max_seconds:
+        raise WavError(
+            f"{where}: {seconds:.0f} s of audio is longer than the {_duration_text(max_seconds)} allowed; trim it first"
+        )
     return WavAudio(
         samples=_decode(data, fmt),
         rate=fmt.rate,
@@ -163,9 +216,30 @@ def read_wav(path: str | os.PathLike[str]) -> WavAudio:
     )
 
 
-def read_wav_as_pcm16(path: str | os.PathLike[str], rate: int = 16000) -> bytes:
-    """Any supported WAV -> mono (channels averaged) -> ``rate`` Hz -> s16le bytes, ready to stream."""
-    audio = read_wav(path)
+def _duration_text(seconds: float) -> str:
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds:g} s"
+
+
+def read_wav_as_pcm16(
+    path: str | os.PathLike[str],
+    rate: int = 16000,
+    *,
+    max_seconds: float = MAX_QUESTION_SECONDS,
+) -> bytes:
+    """Any supported WAV -> mono (channels averaged) -> ``rate`` Hz -> s16le bytes, ready to stream.
+
+    At most `max_seconds` of audio; a rate whose ratio to ``rate`` would need a huge filter is refused.
+    """
+    audio = read_wav(path, max_seconds=max_seconds)
+    common = math.gcd(audio.rate, rate)
+    if max(audio.rate, rate) // common > _MAX_RATIO_TERM:
+        raise WavError(
+            f"{os.fspath(path)}: sample rate {audio.rate} Hz is unusual and too costly to convert here; "
+            f"convert it first, e.g. with `sox in.wav -r {rate} out.wav`"
+        )
     mono = select_or_mix_channels(audio.samples, None)
     return float_to_pcm16(resample(mono, audio.rate, rate))
 

@@ -17,7 +17,9 @@ owner gets `on_ring(timer)` once per timer and `on_change()` after every change,
 `ringing()` / `any_ringing`.
 
 The file is written off the event loop (fsync on an SD card can take long), coalescing bursts of
-changes; `flush()` waits for the file to catch up.
+changes; `flush()` waits for the file to catch up.  What is written must always load again: the state
+is encoded as strict UTF-8 JSON before the old file is touched, and a state that cannot be encoded is
+logged and not written.  A file with some bad entries loads the good ones.
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ import os
 import re
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.atomicfile import write_atomic
+from appliance.atomicfile import FileRefused, read_regular_file, write_atomic
 from appliance.config import TimersConfig
 
 __all__ = [
@@ -58,6 +61,13 @@ FILE_VERSION = 1
 DEFAULT_CHECK_INTERVAL_S = 5.0
 DEFAULT_LABEL = "timer"
 MAX_LABEL_CHARS = 40
+#: a tool call id longer than this is cut (ids are short; this only bounds what is stored)
+MAX_CALL_ID_CHARS = 200
+#: a timers file holds at most a few hundred small entries; anything bigger is not one
+MAX_FILE_BYTES = 1024 * 1024
+# Bounds on stored numbers, generous but finite: ids up to t999999999, durations up to 10^7 s (115 days).
+_MAX_ID_NUMBER = 999_999_999
+_MAX_STORED_DURATION_S = 10_000_000
 
 RUNNING = "running"
 RINGING = "ringing"
@@ -115,25 +125,66 @@ class TimerStore:
         return self.path.with_name(self.path.name + ".corrupt")
 
     def load(self) -> StoredTimers:
-        """The stored timers; a missing file is empty, a bad one is logged, set aside and empty."""
+        """The stored timers; a missing file is empty, a bad one is logged, set aside and empty.
+
+        Bad entries in an otherwise good file are skipped (one log line; the original is kept as
+        `corrupt_path`), so one broken timer does not cost the others.
+        """
         try:
-            text = self.path.read_text(encoding="utf-8")
+            raw = read_regular_file(self.path, MAX_FILE_BYTES)
         except FileNotFoundError:
             return StoredTimers([], 1)
-        except (OSError, UnicodeDecodeError) as exc:
+        except FileRefused as exc:
+            self._set_aside(exc.problem)
+            return StoredTimers([], 1)
+        except OSError as exc:
             self._set_aside(f"cannot be read ({_reason(exc)})")
             return StoredTimers([], 1)
         try:
-            return _decode(json.loads(text))
-        except (ValueError, TypeError, KeyError) as exc:
+            stored, problems = _decode(json.loads(raw.decode("utf-8")))
+        except UnicodeDecodeError:
+            self._set_aside("is not UTF-8 text")
+            return StoredTimers([], 1)
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
             self._set_aside(f"is not a valid timers file ({_reason(exc)})")
             return StoredTimers([], 1)
+        if problems:
+            kept = self._keep_copy(raw)
+            log.error(
+                "timers file %s: skipped %d bad entr%s (%s), loaded %d timer(s) (%s)",
+                self.path, len(problems), "y" if len(problems) == 1 else "ies", problems[0],
+                len(stored.timers), kept,
+            )
+        return stored
 
-    def save(self, stored: StoredTimers) -> None:
-        """Replace the file in one step: a crash leaves the old file or the new one, never half."""
-        payload = json.dumps(_encode(stored), indent=1) + "\n"
+    def save(self, stored: StoredTimers) -> bool:
+        """Replace the file in one step: a crash leaves the old file or the new one, never half.
+
+        The whole state is encoded (JSON, then strict UTF-8) before the file is touched; a state
+        that cannot be stored is logged and the previous file stays.  Returns whether it was written;
+        a failing write raises OSError.
+        """
+        try:
+            payload = (
+                json.dumps(_encode(stored), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+            ).encode("utf-8")
+        except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+            log.error(
+                "timers not saved to %s: the state cannot be stored as UTF-8 JSON (%s); the file keeps "
+                "the previous state",
+                self.path, _reason(exc),
+            )
+            return False
         with self._lock:
             write_atomic(self.path, payload, mode=0o600)
+        return True
+
+    def _keep_copy(self, raw: bytes) -> str:
+        try:
+            write_atomic(self.corrupt_path, raw, mode=0o600)
+        except OSError as exc:
+            return f"could not keep the original as {self.corrupt_path}: {_reason(exc)}"
+        return f"the original is kept as {self.corrupt_path}"
 
     def _set_aside(self, problem: str) -> None:
         try:
@@ -152,29 +203,48 @@ def _encode(stored: StoredTimers) -> dict[str, Any]:
     }
 
 
-_ID_PATTERN = re.compile(r"t[1-9][0-9]*")
+_ID_PATTERN = re.compile(r"t[1-9][0-9]{0,8}")
 
 
-def _decode(data: Any) -> StoredTimers:
+def _decode(data: Any) -> tuple[StoredTimers, builtins.list[str]]:
+    """The timers in a parsed file, and what was wrong with the entries that were skipped.
+
+    Raises ValueError/TypeError/KeyError when the file as a whole is not a timers file.
+    """
     if not isinstance(data, dict) or data.get("version") != FILE_VERSION:
         raise ValueError(f"expected an object with version {FILE_VERSION}")
-    next_id = data["next_id"]
-    if isinstance(next_id, bool) or not isinstance(next_id, int) or next_id < 1:
-        raise ValueError("next_id must be a positive whole number")
     raw_timers = data["timers"]
     if not isinstance(raw_timers, list):
         raise ValueError("timers must be a list")
-    timers = [_decode_timer(raw) for raw in raw_timers]
-    if len({t.id for t in timers}) != len(timers):
-        raise ValueError("two timers share an id")
+    problems: builtins.list[str] = []
+    next_id = data.get("next_id")
+    if isinstance(next_id, bool) or not isinstance(next_id, int) or not 1 <= next_id <= _MAX_ID_NUMBER + 1:
+        problems.append("next_id is not a whole number from 1 to 1000000000")
+        next_id = 1
+    timers: builtins.list[Timer] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_timers):
+        try:
+            timer = _decode_timer(raw)
+        except (ValueError, TypeError, KeyError) as exc:
+            problems.append(f"entry {index + 1}: {_reason(exc)}")
+            continue
+        if timer.id in seen:
+            problems.append(f"entry {index + 1}: a second timer {timer.id}")
+            continue
+        seen.add(timer.id)
+        timers.append(timer)
     # Never hand out an id that is already taken, whatever next_id says.
     highest = max((int(t.id[1:]) for t in timers), default=0)
-    return StoredTimers(timers, max(next_id, highest + 1))
+    return StoredTimers(timers, max(next_id, highest + 1)), problems
 
 
 def _decode_timer(raw: Any) -> Timer:
     if not isinstance(raw, dict):
         raise ValueError("a timer must be an object")
+    missing = [name for name in ("id", "label", "duration_s", "deadline", "created_at") if name not in raw]
+    if missing:
+        raise ValueError(f"no {', '.join(missing)}")
     timer = Timer(
         id=raw["id"],
         label=raw["label"],
@@ -185,10 +255,15 @@ def _decode_timer(raw: Any) -> Timer:
         ringing_since=raw.get("ringing_since"),
     )
     if not isinstance(timer.id, str) or not _ID_PATTERN.fullmatch(timer.id):
-        raise ValueError(f"bad timer id {timer.id!r}")
+        raise ValueError("bad timer id")
     if not isinstance(timer.label, str) or not timer.label:
         raise ValueError(f"timer {timer.id} has no label")
-    if isinstance(timer.duration_s, bool) or not isinstance(timer.duration_s, int) or timer.duration_s < 1:
+    timer.label = normalise_label(timer.label)  # a file written by an older version may hold any text
+    if (
+        isinstance(timer.duration_s, bool)
+        or not isinstance(timer.duration_s, int)
+        or not 1 <= timer.duration_s <= _MAX_STORED_DURATION_S
+    ):
         raise ValueError(f"timer {timer.id} has a bad duration")
     for name in ("deadline", "created_at", "ringing_since"):
         value = getattr(timer, name)
@@ -199,6 +274,7 @@ def _decode_timer(raw: Any) -> Timer:
         setattr(timer, name, float(value))
     if timer.call_id is not None and not isinstance(timer.call_id, str):
         raise ValueError(f"timer {timer.id} has a bad call_id")
+    timer.call_id = clean_call_id(timer.call_id)
     return timer
 
 
@@ -212,10 +288,42 @@ def _reason(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- the service
 
 
-def normalise_label(label: str | None) -> str:
-    """One line, single spaces, at most MAX_LABEL_CHARS; empty becomes DEFAULT_LABEL."""
-    text = " ".join((label or "").split())[:MAX_LABEL_CHARS].strip()
+# Characters that reorder how text is shown (bidirectional overrides and isolates): a label must read as it is.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+#: how much of a label is looked at; the rest cannot survive the MAX_LABEL_CHARS cut anyway
+_LABEL_INPUT_CHARS = 1000
+
+
+def _clean_char(ch: str) -> str:
+    category = unicodedata.category(ch)
+    if category == "Cs":
+        return "\ufffd"  # a lone surrogate: no UTF-8 file or socket can carry it
+    if category == "Cc":
+        return " "
+    if ch in _BIDI_CONTROLS:
+        return ""
+    return ch
+
+
+def normalise_label(label: object) -> str:
+    """One line of text that can be stored and shown: at most MAX_LABEL_CHARS, single spaces.
+
+    Lone surrogates become U+FFFD, control characters spaces; empty (or not text) becomes DEFAULT_LABEL.
+    The label comes from the model or `ctl`, and whatever is stored is written to a UTF-8 file and sent
+    over the control socket, so this is the one place it is made safe for both.
+    """
+    if not isinstance(label, str):
+        return DEFAULT_LABEL
+    cleaned = "".join(_clean_char(ch) for ch in label[:_LABEL_INPUT_CHARS])
+    text = " ".join(cleaned.split())[:MAX_LABEL_CHARS].strip()
     return text or DEFAULT_LABEL
+
+
+def clean_call_id(call_id: object) -> str | None:
+    """A tool call id as it can be stored: lone surrogates replaced, at most MAX_CALL_ID_CHARS; else None."""
+    if not isinstance(call_id, str) or not call_id:
+        return None
+    return "".join("\ufffd" if unicodedata.category(ch) == "Cs" else ch for ch in call_id[:MAX_CALL_ID_CHARS])
 
 
 class TimerService:
@@ -329,7 +437,7 @@ class TimerService:
             duration_s=duration_s,
             deadline=wall + duration_s,
             created_at=wall,
-            call_id=call_id,
+            call_id=clean_call_id(call_id),
         )
         self._next_id += 1
         self._timers[timer.id] = timer
@@ -356,6 +464,9 @@ class TimerService:
 
     def cancel_by_call(self, call_id: str) -> builtins.list[Timer]:
         """Remove the timers a (cancelled) tool call set."""
+        call_id = clean_call_id(call_id)  # cleaned as `add` stored it
+        if call_id is None:
+            return []
         removed = [self._remove(t.id) for t in list(self._timers.values()) if t.call_id == call_id]
         if removed:
             log.info("timer(s) %s removed: their tool call was cancelled", ", ".join(t.id for t in removed if t))

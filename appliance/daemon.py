@@ -75,8 +75,11 @@ class Daemon:
     """Everything `appliance run` owns; `run()` returns the exit code."""
 
     def __init__(self, cfg: Config, *, keyboard: bool = False, pin_factory: Any = None,
-                 printer: Callable[[str], None] = print) -> None:
+                 printer: Callable[[str], None] = print, audio_host: Any = None) -> None:
         self.cfg = cfg
+        #: a PortAudioHost to use instead of the system's (the soak's virtual card); not closed here
+        self.audio_host = audio_host
+        self._early_absence: dict[str, str] = {}
         self.keyboard = keyboard
         self.pin_factory = pin_factory
         self.printer = printer
@@ -127,17 +130,18 @@ class Daemon:
     async def _run(self, stack: AsyncExitStack, loop: asyncio.AbstractEventLoop,
                    key: Secret | None, cannot_talk: str | None) -> int:
         from .audio.capture import Capture
-        from .audio.devices import AudioDeviceError, open_pyaudio
         from .audio.playback import Player
+        from .audio.stream import PortAudioHost
 
-        pa = open_pyaudio()
-        stack.callback(pa.terminate)
-        try:
-            self.player = Player(self.cfg.audio, loop, state_dir=state_dir(self.cfg), pa=pa)
-            self.player.start()
-            stack.callback(self.player.close)
-        except AudioDeviceError as exc:
-            raise DaemonError(f"speaker: {exc}") from None
+        # one PortAudio for both devices: a rescan (after an unplug) re-initialises it
+        host = self.audio_host or PortAudioHost()
+        if self.audio_host is None:
+            stack.push_async_callback(host.close_async)  # last: after both streams
+        # a device that is missing waits (its watch brings it up) instead of failing the start
+        self.player = Player(self.cfg.audio, loop, state_dir=state_dir(self.cfg), host=host,
+                             on_presence=self._presence_before_conductor("speaker"))
+        await self.player.start_async(allow_missing=True)
+        stack.push_async_callback(self.player.close_async)
         from .tools import ToolContext, ToolRegistry
         from .tools.timers import TimerService, TimerStore
 
@@ -171,12 +175,14 @@ class Daemon:
         # timers that went off while the daemon was down ring now, network or not
         self.timers.start()
         stack.push_async_callback(self._stop_timers)
-        try:
-            self.capture = Capture(self.cfg.audio, uplink.on_frame, loop, pa=pa)
-            self.capture.start()
-            stack.callback(self.capture.close)
-        except AudioDeviceError as exc:
-            raise DaemonError(f"microphone: {exc}") from None
+        self.capture = Capture(self.cfg.audio, uplink.on_frame, loop, host=host,
+                               on_presence=self._presence_before_conductor("microphone"))
+        await self.capture.start_async(allow_missing=True)
+        stack.push_async_callback(self.capture.close_async)
+        for kind, device in (("speaker", self.player), ("microphone", self.capture)):
+            device.on_presence = self._presence_handler(kind)
+            if not device.present:
+                conductor.device_changed(kind, False, self._early_absence.get(kind, "not found at start"))
         stack.push_async_callback(conductor.close)
 
         self._start_button(stack, loop, conductor)
@@ -189,7 +195,8 @@ class Daemon:
 
         conductor.start()
         self.supervisor.adopt_all(conductor.tasks)
-        self.supervisor.spawn(self.capture.watch(), "capture-watch")
+        self.supervisor.spawn(self.player.watch(), "speaker-watch")
+        self.supervisor.spawn(self.capture.watch(), "microphone-watch")
         stack.push_async_callback(self.supervisor.stop, 0.5)  # before the devices close
         sdnotify.ready(conductor.state.value)
         log.info("appliance running; control socket %s", self.control_path)
@@ -197,8 +204,8 @@ class Daemon:
         dog_task: asyncio.Task[None] | None = None
         if interval:
             dog = sdnotify.Watchdog(interval, [
-                sdnotify.Check("microphone callback seen within 2 s", self._capture_alive),
-                sdnotify.Check("speaker callback seen within 2 s", self._player_alive),
+                sdnotify.Check("microphone stream or its watch alive", self._capture_alive),
+                sdnotify.Check("speaker stream or its watch alive", self._player_alive),
                 sdnotify.Check("every long-lived task alive", self.supervisor.alive),
             ])
             # not supervised: if it dies, the missing pings make systemd restart us
@@ -273,10 +280,26 @@ class Daemon:
         sdnotify.status(f"{state.value}: {reason}")
 
     def _capture_alive(self) -> bool:
-        return self.capture is not None and self.capture.seconds_since_callback() < AUDIO_ALIVE_S
+        """The stream calls back, or it is gone and its watch is waiting for it (not a hang)."""
+        return self.capture is not None and self.capture.healthy(AUDIO_ALIVE_S)
 
     def _player_alive(self) -> bool:
-        return self.player is not None and self.player.seconds_since_callback() < AUDIO_ALIVE_S
+        return self.player is not None and self.player.healthy(AUDIO_ALIVE_S)
+
+    def _presence_before_conductor(self, kind: str) -> Callable[[bool, str], None]:
+        """Until the conductor exists, remember why a device is missing."""
+        def remember(present: bool, reason: str) -> None:
+            if present:
+                self._early_absence.pop(kind, None)
+            else:
+                self._early_absence[kind] = reason
+        return remember
+
+    def _presence_handler(self, kind: str) -> Callable[[bool, str], None]:
+        def changed(present: bool, reason: str) -> None:
+            if self.conductor is not None:
+                self.conductor.device_changed(kind, present, reason)
+        return changed
 
     async def _control(self, cmd: str, args: dict) -> dict:
         conductor = self.conductor

@@ -13,6 +13,10 @@ depends on time passing.  Speech is played into `mic` (the app captures
 Both are selected with `ALSA_CONFIG_PATH`, which must be set before `PyAudio()` is
 created; `env()` gives the variables for a subprocess and `activate(monkeypatch)`
 sets them in this process.
+
+`PulseRig(hotplug=True)` adds ALSA devices bound to one sink each (`rig-speaker`,
+`rig-mic`) and `unplug(sink)`/`plug(sink)`, which take a sink away the way an
+unplugged USB card goes: its module is unloaded and the streams on it die.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,11 +76,17 @@ def pulse_available() -> bool:
     ).exists() or any(Path("/usr/lib").glob("*/alsa-lib/libasound_module_pcm_pulse.so"))
 
 
+#: With hotplug=True: ALSA devices that reach only the speaker sink, and only the mic sink's monitor.
+SPEAKER_PCM = "rig-speaker"
+MIC_PCM = "rig-mic"
+
+
 class PulseRig:
     """A private PulseAudio server; start() it, stop() it (also on failure)."""
 
     def __init__(self, root: Path, *, mic_rate: int = 48000, mic_channels: int = 2, mic_format: str = "s32le",
-                 speaker_rate: int = 48000, speaker_channels: int = 2, speaker_heard_by_mic: bool = False) -> None:
+                 speaker_rate: int = 48000, speaker_channels: int = 2, speaker_heard_by_mic: bool = False,
+                 hotplug: bool = False) -> None:
         self.root = root
         self.runtime = root / "pulse-runtime"
         self.runtime.mkdir(parents=True, exist_ok=True)
@@ -86,6 +98,9 @@ class PulseRig:
         self._server: subprocess.Popen | None = None
         self._feeder: subprocess.Popen | None = None
         self._recorder: subprocess.Popen | None = None
+        #: sink-bound ALSA devices and the CLI socket that unplug() kills streams through
+        self._hotplug = hotplug
+        self._unplugged: set[str] = set()
 
     # -- environment
     def env(self) -> dict[str, str]:
@@ -109,6 +124,12 @@ class PulseRig:
             f'ctl.pulse {{ type pulse; server "{server}" }}\n'
             f'pcm.!default {{ type pulse; server "{server}"; handle_underrun false }}\n'
             f'ctl.!default {{ type pulse; server "{server}" }}\n'
+            + (
+                f'pcm.{SPEAKER_PCM} {{ type pulse; server "{server}"; device "speaker"; handle_underrun false }}\n'
+                f'pcm.{MIC_PCM} {{ type pulse; server "{server}"; device "mic.monitor"; handle_underrun false }}\n'
+                if self._hotplug
+                else ""
+            )
         )
         return path
 
@@ -126,6 +147,8 @@ class PulseRig:
         ]
         if self._loopback:
             lines.append("load-module module-loopback source=speaker.monitor sink=mic latency_msec=20")
+        if self._hotplug:
+            lines.append(f"load-module module-cli-protocol-unix socket={self._cli_socket}")
         script.write_text("\n".join(lines) + "\n")
         env = {**os.environ, **self.env()}
         self._server = subprocess.Popen(
@@ -139,18 +162,17 @@ class PulseRig:
                 self.stop()
                 raise RuntimeError("the private PulseAudio server did not start")
             time.sleep(0.05)  # polling a process we just started; nothing to wait on
-        # a monitor source carries data only while its sink plays: keep the mic fed with room noise
-        self._feeder = subprocess.Popen(
-            ["pacat", "--playback", "-d", "mic", "--rate", str(mic_rate), "--channels", str(mic_channels),
-             "--format", "s16le", "--raw"],
-            stdin=subprocess.PIPE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
         self._feed_silence_forever()
 
     def _feed_silence_forever(self) -> None:
-        import threading
-
+        """A monitor source carries data only while its sink plays: keep the mic fed with room noise."""
         rate, channels, _ = self._mic
+        self._feeder = subprocess.Popen(
+            ["pacat", "--playback", "-d", "mic", "--rate", str(rate), "--channels", str(channels),
+             "--format", "s16le", "--raw"],
+            stdin=subprocess.PIPE, env={**os.environ, **self.env()}, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         # a real microphone is never digitally silent: about -66 dBFS of room noise
         noise = np.random.default_rng(0).normal(0, 16, rate // 50 * channels)
         chunk = noise.astype("<i2").tobytes()
@@ -164,6 +186,89 @@ class PulseRig:
                 pass
 
         threading.Thread(target=pump, daemon=True, name="mic-silence").start()
+
+    # -- hotplug (hotplug=True)
+    @property
+    def _cli_socket(self) -> Path:
+        return self.runtime / "cli"
+
+    def unplug(self, sink: str) -> None:
+        """Take the `mic` or `speaker` sink away as an unplugged USB card goes.
+
+        Every stream on the sink or its monitor is killed, then its module unloaded. (PulseAudio on its own
+        would move those streams to the other sink, which no real card does; killed, the application's
+        stream dies as on ALSA hardware.) The mic's room noise stops with it; plug() brings it back.
+        """
+        assert self._hotplug, "unplug() needs PulseRig(hotplug=True)"
+        assert not self._loopback, "unplug() would kill the speaker-to-mic loopback for good"
+        assert sink in ("mic", "speaker") and sink not in self._unplugged, sink
+        sink_index = self._index_of("sinks", sink)
+        monitor_index = self._index_of("sources", f"{sink}.monitor")
+        kills = [f"kill-sink-input {i}" for i in self._streams_on("sink-inputs", sink_index)]
+        kills += [f"kill-source-output {o}" for o in self._streams_on("source-outputs", monitor_index)]
+        self._cli(kills)
+        module = next(
+            line.split("\t")[0] for line in self._pactl("list", "short", "modules").splitlines()
+            if "module-null-sink" in line and f"sink_name={sink} " in line.split("\t", 2)[-1] + " "
+        )
+        self._pactl("unload-module", module)
+        self._unplugged.add(sink)
+
+    def plug(self, sink: str) -> None:
+        """Bring an unplugged sink back, with its name and format; for the mic, its room noise too."""
+        assert sink in self._unplugged, f"{sink} is not unplugged"
+        if sink == "mic":
+            rate, channels, fmt = self._mic
+        else:
+            (rate, channels), fmt = self._speaker, "s16le"
+        self._pactl("load-module", "module-null-sink", f"sink_name={sink}", f"rate={rate}", f"channels={channels}",
+                    f"format={fmt}")
+        self._unplugged.discard(sink)
+        self._pactl("set-default-sink", "speaker" if "speaker" not in self._unplugged else sink)
+        if "mic" not in self._unplugged:
+            self._pactl("set-default-source", "mic.monitor")
+        if sink == "mic":
+            if self._feeder is not None and self._feeder.poll() is None:
+                self._feeder.kill()
+                self._feeder.wait(timeout=5)
+            self._feed_silence_forever()
+
+    def restore(self) -> None:
+        """Plug back whatever is unplugged (for the next test on this rig)."""
+        for sink in sorted(self._unplugged):
+            self.plug(sink)
+
+    def _pactl(self, *args: str) -> str:
+        done = subprocess.run(["pactl", *args], env={**os.environ, **self.env()}, capture_output=True, text=True,
+                              timeout=10)
+        if done.returncode != 0:
+            raise RuntimeError(f"pactl {' '.join(args)} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def _index_of(self, kind: str, name: str) -> str:
+        for line in self._pactl("list", "short", kind).splitlines():
+            fields = line.split("\t")
+            if len(fields) > 1 and fields[1] == name:
+                return fields[0]
+        raise RuntimeError(f"the rig has no {kind[:-1]} {name}")
+
+    def _streams_on(self, kind: str, owner: str) -> list[str]:
+        return [f[0] for f in (line.split("\t") for line in self._pactl("list", "short", kind).splitlines())
+                if len(f) > 1 and f[1] == owner]
+
+    def _cli(self, commands: list[str]) -> str:
+        """Run commands through PulseAudio's CLI protocol (pactl cannot kill a stream)."""
+        if not commands:
+            return ""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as cli:
+            cli.settimeout(10)
+            cli.connect(str(self._cli_socket))
+            cli.sendall(("\n".join(commands) + "\n").encode())
+            cli.shutdown(socket.SHUT_WR)  # the server answers, then closes at end of input
+            answer = b""
+            while chunk := cli.recv(4096):
+                answer += chunk
+        return answer.decode(errors="replace")
 
     def _ready(self, env: dict[str, str]) -> bool:
         if not self.socket.exists():

@@ -109,6 +109,40 @@ def test_open_pyaudio_keeps_alsa_noise_out_of_the_log(tmp_path: Path) -> None:
     assert "ALSA lib" not in quiet
 
 
+def test_log_lines_written_while_portaudio_is_quieted_still_reach_the_log(tmp_path: Path) -> None:
+    """fd 2 is the whole process's: another thread's log line during a quiet open must come out, the noise not."""
+    config = tmp_path / "asoundrc"
+    config.write_text("pcm.missingcard { type hw; card 7 }\n")
+    env = {**os.environ, "ALSA_CONFIG_PATH": f"{ALSA_CONF}:{config}"}
+    code = """if True:
+        import logging, sys, threading
+        import pyaudio
+        from appliance.audio.devices import quiet_stderr
+        logging.basicConfig(stream=sys.stderr, format="%(message)s")
+        inside, logged = threading.Event(), threading.Event()
+
+        def other() -> None:
+            inside.wait(10)
+            logging.warning("the conductor said something")
+            logged.set()
+
+        threading.Thread(target=other).start()
+        with quiet_stderr():
+            pa = pyaudio.PyAudio()  # alsa-lib's own handler is in place: it prints for the missing card
+            inside.set()
+            logged.wait(10)
+            logging.warning("and so did this thread")
+            pa.terminate()
+        """
+    loud = subprocess.run([sys.executable, "-c", code.replace("with quiet_stderr():", "if True:")], env=env,
+                          capture_output=True, text=True, timeout=30)
+    quiet = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
+    assert loud.returncode == 0 and quiet.returncode == 0, quiet.stderr
+    assert "ALSA lib" in loud.stderr  # the noise is real
+    assert "ALSA lib" not in quiet.stderr and "Cannot connect to server" not in quiet.stderr
+    assert quiet.stderr.splitlines() == ["the conductor said something", "and so did this thread"]
+
+
 # ------------------------------------------------------------------------------------------------ find_device
 
 

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -296,6 +298,97 @@ def test_queue_input_refuses_what_the_mic_cannot_deliver() -> None:
         card.queue_input(np.zeros(48001))
     assert card.wait_input_drained(0)  # nothing was queued by the refused calls
     assert card.queue_input(np.zeros(24000)) == 0.5 and not card.wait_input_drained(0)
+
+
+# ---------------------------------------------------------------------------------------------- plugging
+
+
+def counting_mic(count: list[int]) -> Callable[..., tuple[None, int]]:
+    def listen(*_args: object) -> tuple[None, int]:
+        count[0] += 1
+        return None, virtual_card.paContinue
+
+    return listen
+
+
+def wait_for_count(count: list[int], at_least: int) -> None:
+    """Poll a counter the card's thread bumps, with a deadline."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while count[0] < at_least:
+        assert time.monotonic() < deadline, f"only {count[0]} callbacks"
+        time.sleep(0.005)
+
+
+def open_mic(pa: object, index: int, count: list[int]) -> virtual_card.VirtualStream:
+    return pa.open(rate=48000, channels=2, format=virtual_card.paInt32, input=True, input_device_index=index,
+                   stream_callback=counting_mic(count))  # type: ignore[attr-defined]
+
+
+def test_an_unplugged_device_leaves_the_listing_silences_its_stream_and_returns_at_a_new_index() -> None:
+    card = VirtualCard(speed=SPEED)
+    count = [0]
+    stream = open_mic(card, 0, count)
+    wait_for_count(count, 3)
+
+    card.unplug(MIC_NAME)
+    assert not card.is_plugged(MIC_NAME) and not stream.is_active() and not stream.is_stopped()
+    stopped_at = count[0]
+    assert [card.get_device_info_by_index(i)["name"] for i in range(card.get_device_count())] == [SPEAKER_NAME]
+    with pytest.raises(OSError):
+        card.get_default_input_device_info()
+    with pytest.raises(OSError):
+        stream.start_stream()  # a lost stream does not come back: it is closed, and the device reopened
+    stream.close()
+    with pytest.raises(ValueError, match="not plugged in"):
+        card.unplug(MIC_NAME)
+
+    card.plug(MIC_NAME)
+    assert card.mic.index == 1 and card.get_default_input_device_info()["index"] == 1
+    with pytest.raises(ValueError, match="plugged in already"):
+        card.plug(MIC_NAME)
+    with pytest.raises(ValueError, match="no device"):
+        card.plug("usb-headset")
+    assert count[0] == stopped_at  # not one callback while it was out
+    again = open_mic(card, 1, count)
+    wait_for_count(count, stopped_at + 3)
+    again.close()
+    card.terminate()
+
+
+def test_views_list_devices_as_portaudio_does_until_every_instance_is_gone() -> None:
+    card = VirtualCard(speed=SPEED)
+    first = card.portaudio()
+    card.unplug(MIC_NAME)
+    second = card.portaudio()  # PortAudio is still initialised: the same list as the first
+    assert [second.get_device_info_by_index(i)["name"] for i in range(second.get_device_count())] == [
+        MIC_NAME, SPEAKER_NAME]
+    card.plug(MIC_NAME)  # back, at a new address the old list does not know
+    for view in (first, second):
+        with pytest.raises(OSError) as refused:
+            open_mic(view, 0, [0])
+        assert refused.value.errno == virtual_card.paUnanticipatedHostError
+        with pytest.raises(ValueError):
+            view.is_format_supported(48000, input_device=0, input_channels=2, input_format=virtual_card.paInt32)
+    speaker = second.open(rate=48000, channels=2, format=virtual_card.paInt16, output=True, output_device_index=1,
+                          stream_callback=lambda _i, n, _t, _s: (bytes(n * 4), virtual_card.paContinue))
+    assert card.cards() == {f"{SPEAKER_NAME}: plugged in #0", f"{MIC_NAME}: plugged in #1"}
+
+    first.terminate()
+    third = card.portaudio()  # the second is still alive: still the old list
+    assert third.get_device_info_by_index(0)["name"] == MIC_NAME
+    third.terminate()
+    second.terminate()  # closes the streams it opened, as PyAudio.terminate() does
+    with pytest.raises(OSError):
+        speaker.is_active()
+    fresh = card.portaudio()
+    names = [fresh.get_device_info_by_index(i)["name"] for i in range(fresh.get_device_count())]
+    assert names == [SPEAKER_NAME, MIC_NAME]
+    count = [0]
+    open_mic(fresh, 1, count)
+    wait_for_count(count, 3)
+    fresh.terminate()
+    card.terminate()
+    assert not [t for t in threading.enumerate() if t.name.startswith("virtual-")]
 
 
 # ---------------------------------------------------------------------------------------------- no PyAudio

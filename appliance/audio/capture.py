@@ -5,6 +5,8 @@ and it lets the pre-roll hold audio from before the button press. Whatever the
 device delivers (int16/int32, any channel count, any rate) is turned into the
 pipeline's unit, 20 ms frames of 16 kHz mono s16le, on PortAudio's thread; the
 frames reach the asyncio loop through a bounded deque and one pending wake-up.
+A microphone that is unplugged and plugged back is reopened by `watch()` (see
+`appliance.audio.stream`), and the same frame callback carries on.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,15 +24,14 @@ import numpy as np
 from appliance.audio.devices import (
     PA_CONTINUE,
     PA_INPUT_OVERFLOW,
-    AudioDeviceError,
+    DeviceInfo,
     InputFormat,
     choose_input_format,
     find_device,
-    open_pyaudio,
 )
 from appliance.audio.frames import FRAME_BYTES, RATE
 from appliance.audio.resample import StreamResampler, int32_to_int16, select_or_mix_channels
-from appliance.audio.stream import DeviceStream
+from appliance.audio.stream import DeviceStream, PortAudioHost, PresenceCallback
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,6 @@ log = logging.getLogger(__name__)
 HANDOFF_FRAMES = 50
 #: At most one warning per this many seconds about overflows and dropped frames.
 WARN_INTERVAL_S = 10.0
-#: Restart backoff after a stalled stream: 1, 2, 4 ... capped here.
-MAX_RESTART_DELAY_S = 30.0
 
 
 @dataclass
@@ -51,7 +49,8 @@ class CaptureStats:
     callbacks: int = 0  # PortAudio callbacks received
     overflows: int = 0  # callbacks flagged paInputOverflow (the device lost samples)
     dropped_frames: int = 0  # frames discarded because the loop did not drain in time
-    restarts: int = 0  # successful reopenings after the stream stalled or died
+    restarts: int = 0  # successful reopenings after the microphone was lost (or restart())
+    reopen_failures: int = 0  # attempts to reopen a lost microphone that failed (it was still away)
 
 
 class FrameConverter:
@@ -84,7 +83,15 @@ class FrameConverter:
 
 
 class Capture(DeviceStream):
-    """The always-open microphone; `on_frame(frame)` runs on `loop` for every 20 ms frame, in order."""
+    """The always-open microphone; `on_frame(frame)` runs on `loop` for every 20 ms frame, in order.
+
+    The same `on_frame` keeps being called after the microphone was lost and came back (see
+    `DeviceStream.watch`); frames simply pause while it is absent.
+    """
+
+    kind = "microphone"
+    _output = False
+    _log = log
 
     def __init__(
         self,
@@ -93,17 +100,15 @@ class Capture(DeviceStream):
         loop: asyncio.AbstractEventLoop,
         *,
         pa: Any = None,
+        host: PortAudioHost | None = None,
+        on_presence: PresenceCallback | None = None,
     ) -> None:
-        super().__init__(pa)
+        super().__init__(loop, pa=pa, host=host, on_presence=on_presence)
         self._cfg = audio_cfg
         self._on_frame = on_frame
-        self._loop = loop
         self._converter: FrameConverter | None = None
-        self._wanted = False  # the stream should be running (watch() restores it if not)
         self._queue: collections.deque[bytes] = collections.deque(maxlen=HANDOFF_FRAMES)
         self._drain_pending = False
-        # start/stop/restart may run on a worker thread (watch() reopens off the loop): one at a time
-        self._lifecycle = threading.RLock()
         self._overflow_flag = 0
         self._continue = 0
         self.stats = CaptureStats()
@@ -111,91 +116,23 @@ class Capture(DeviceStream):
         self._warned_overflows = 0
         self._warned_drops = 0
 
-    # -- lifecycle (loop side)
-
-    def start(self) -> InputFormat:
+    def start(self, *, allow_missing: bool = False) -> InputFormat | None:
         """Find the configured microphone, open it at a format it accepts and start streaming.
 
-        Blocking (device enumeration and open take 0.1-0.5 s); call it at startup or via asyncio.to_thread.
+        See `DeviceStream.start` for `allow_missing`. Blocking (0.1-0.5 s): at startup, or via start_async().
         """
-        with self._lifecycle:
-            return self._start()
+        return super().start(allow_missing=allow_missing)
 
-    def _start(self) -> InputFormat:
-        if self._stream is not None and self._format is not None:
-            return self._format
-        if self._pa is None:
-            self._pa = open_pyaudio()
-        device = find_device(self._pa, self._cfg.input_device, direction="input")
-        fmt = choose_input_format(self._pa, device, self._cfg)
+    def _prepare(self, pa: Any) -> tuple[DeviceInfo, InputFormat]:
+        device = find_device(pa, self._cfg.input_device, direction="input")
+        fmt = choose_input_format(pa, device, self._cfg)
         self._overflow_flag = PA_INPUT_OVERFLOW
         self._continue = PA_CONTINUE
         self._converter = FrameConverter(fmt, int(self._cfg.input_channel))
-        self.last_callback_at = time.monotonic()
-        stream = self._open_stream(device, fmt, output=False)
-        self._stream = stream
-        self._format = fmt
-        self._wanted = True
-        try:
-            stream.start_stream()
-        except OSError as exc:
-            self._close_stream()
-            raise AudioDeviceError(f'cannot start microphone "{device.name}": {exc}') from None
-        log.info('microphone "%s" open at %s', device.name, fmt.describe())
-        return fmt
-
-    def stop(self) -> None:
-        """Stop and close the stream; after this returns on_frame is not called again. Idempotent."""
-        with self._lifecycle:
-            self._wanted = False
-            self._close_stream()
-
-    def close(self) -> None:
-        """stop(), and terminate the PyAudio instance if this Capture created it."""
-        with self._lifecycle:
-            self.stop()
-            self._forget_pa()
-
-    def restart(self) -> InputFormat:
-        """Reopen the stream from scratch (after an unplug); a PyAudio we own is recreated to rescan devices."""
-        with self._lifecycle:
-            self._close_stream()
-            self._forget_pa()
-            fmt = self._start()
-            self.stats.restarts += 1
-            return fmt
+        return device, fmt
 
     def _after_close(self) -> None:
         self._queue.clear()
-
-    async def watch(self, stall_s: float = 2.0) -> None:
-        """Run forever: when no callback came for `stall_s` while the stream should run, reopen it with backoff.
-
-        Reopening runs on a worker thread so the loop (network, playback) keeps going meanwhile.
-        """
-        delay = 1.0
-        stalled = False
-        while True:
-            await asyncio.sleep(min(0.5, stall_s / 4))
-            if not self._wanted or self.seconds_since_callback() < stall_s:
-                if stalled and self._wanted:
-                    log.info("microphone delivers audio again")
-                stalled = False
-                delay = 1.0
-                continue
-            if not stalled:
-                log.warning(
-                    "microphone delivered no audio for %.1f s (unplugged?); reopening it", self.seconds_since_callback()
-                )
-                stalled = True
-            try:
-                await asyncio.to_thread(self.restart)
-            except AudioDeviceError as exc:  # e.g. still unplugged: keep trying, it may come back
-                log.warning("could not reopen the microphone: %s; next try in %.0f s", exc, delay)
-            except Exception:  # this task must outlive any surprise, or the microphone stays dead
-                log.exception("could not reopen the microphone; next try in %.0f s", delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_RESTART_DELAY_S)
 
     # -- PortAudio's thread
 

@@ -12,9 +12,14 @@ import ctypes
 import ctypes.util
 import os
 import re
+import sys
+import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
+
 
 class AudioDeviceError(Exception):
     """A sound-device problem the owner has to fix (wrong name, unsupported format, busy)."""
@@ -59,38 +64,85 @@ def silence_alsa_errors() -> bool:
 
 
 def open_pyaudio() -> Any:
-    """A new `pyaudio.PyAudio()` without alsa-lib's stderr noise.
+    """A new `pyaudio.PyAudio()` without alsa-lib's and JACK's stderr noise.
 
     PortAudio rescans devices only when no other PyAudio instance is alive (it counts initialisations).
     """
     silence_alsa_errors()
     import pyaudio
 
-    with _quiet_stderr():
+    with quiet_stderr():
         return pyaudio.PyAudio()
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Hide what PortAudio's initialisation prints straight to fd 2.
+# What PortAudio and the libraries under it print straight to fd 2: Debian builds PortAudio with JACK, which
+# prints "Cannot connect to server" lines at every initialisation on a box without a JACK server, and with
+# debug output, which prints "Expression '...' failed in ..." for every device that refuses to open. In the
+# journal they look like failures; a real failure raises with our own one-line error instead.
+_NOISE = re.compile(rb"^\s*(ALSA lib |Expression '|Cannot connect to server|jack|Cannot lock down)", re.IGNORECASE)
+_stderr_lock = threading.RLock()
+_stderr_held = threading.local()
 
-    Debian builds PortAudio with JACK, which prints a dozen "Cannot connect to server"
-    lines at every start on a box without a JACK server; in the journal they look like
-    failures.  Only the initialisation is hidden: a device that really fails to open
-    raises later, with our own one-line error.
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Hold back what is printed to fd 2 meanwhile, then pass on every line that is not PortAudio noise.
+
+    fd 2 belongs to the whole process: log lines other threads write meanwhile land in the same holding
+    file and are written out afterwards, in order, instead of being lost. One redirection at a time (two
+    overlapping ones would restore the wrong descriptor); a nested use on the same thread is a no-op.
+    """
+    with _stderr_lock:
+        if getattr(_stderr_held, "active", False):
+            yield
+            return
+        with contextlib.ExitStack() as cleanup:
+            try:
+                held = cleanup.enter_context(tempfile.TemporaryFile())
+                saved = os.dup(2)
+            except OSError:
+                held = None
+            if held is None:
+                yield
+                return
+            _flush_python_stderr()
+            os.dup2(held.fileno(), 2)
+            _stderr_held.active = True
+            try:
+                yield
+            finally:
+                _stderr_held.active = False
+                _flush_python_stderr()
+                os.dup2(saved, 2)
+                os.close(saved)
+                held.seek(0)
+                lines = held.read().splitlines(keepends=True)
+                kept = [line for line in lines if line.strip() and not _NOISE.match(line)]
+                _write_all(2, b"".join(kept))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        while data:
+            data = data[os.write(fd, data) :]
+
+
+def _flush_python_stderr() -> None:
+    with contextlib.suppress(Exception):  # a closed or replaced sys.stderr: nothing buffered to lose
+        sys.stderr.flush()
+
+
+def sound_cards() -> frozenset[str]:
+    """The kernel's sound cards, one line each, as /proc/asound/cards lists them (empty where there is none).
+
+    Cheap enough to read every few seconds, and it changes when a USB card comes or goes, which is when a
+    PortAudio rescan (which pauses every open stream) is worth its cost.
     """
     try:
-        saved = os.dup(2)
+        text = Path("/proc/asound/cards").read_text(errors="replace")
     except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        return frozenset()
+    return frozenset(line.strip() for line in text.splitlines() if line.strip() and "no soundcards" not in line)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -9,6 +9,9 @@ block every device period, mixes in any earcon, applies the software volume with
 Threads: everything public runs on the event loop, except `_callback`, which runs on PortAudio's thread and
 never blocks, logs or raises. Events go back to the loop through a bounded deque and at most one pending
 `call_soon_threadsafe` (a flag), not one wake-up per block.
+
+A speaker that is unplugged and plugged back is reopened by `watch()` (see `appliance.audio.stream`); while
+it is absent the Player drops audio but keeps its event promises (see `Player`).
 """
 
 from __future__ import annotations
@@ -30,11 +33,10 @@ from appliance.audio.devices import (
     AudioDeviceError,
     DeviceInfo,
     find_device,
-    open_pyaudio,
     pa_sample_format,
 )
 from appliance.audio.earcons import earcon
-from appliance.audio.stream import DeviceStream
+from appliance.audio.stream import DeviceStream, PortAudioHost, PresenceCallback
 from appliance.audio.jitter import JitterBuffer, JitterEvents
 from appliance.audio.resample import StreamResampler
 from appliance.audio.volume import GainRamp, VolumeStore, initial_level, validate_level
@@ -90,9 +92,10 @@ class PlayerStats:
     callbacks: int = 0
     device_underflows: int = 0  # callbacks PortAudio flagged paOutputUnderflow (the card ran dry)
     callback_errors: int = 0  # exceptions caught in the callback (silence was played instead)
-    earcons_dropped: int = 0  # earcons skipped because too many were queued or playing
+    earcons_dropped: int = 0  # earcons skipped: too many queued or playing, or the speaker absent
     events_dropped: int = 0  # event notifications lost because the loop did not drain in time
-    restarts: int = 0  # successful reopenings (restart())
+    restarts: int = 0  # successful reopenings after the speaker was lost (or restart())
+    reopen_failures: int = 0  # attempts to reopen a lost speaker that failed (it was still away)
     output_latency_s: float = 0.0  # PortAudio's latest estimate: block handed over -> sound at the DAC
 
 
@@ -129,8 +132,45 @@ class _EarconMixer:
         return out
 
 
+@dataclass
+class _ReplyPath:
+    """What turns reply audio into device samples at one device rate; kept across reopenings at that rate."""
+
+    rate: int
+    jitter: JitterBuffer
+    resampler: StreamResampler
+    speech_gain: GainRamp
+    earcon_gain: GainRamp
+
+    @classmethod
+    def at(cls, rate: int, start_ms: float, level: int) -> _ReplyPath:
+        return cls(
+            rate,
+            JitterBuffer(rate, start_ms=start_ms),
+            StreamResampler(REPLY_RATE, rate),
+            GainRamp(rate, level),
+            GainRamp(rate, max(level, EARCON_MIN_LEVEL)),
+        )
+
+    def set_level(self, level: int) -> None:
+        self.speech_gain.set_level(level)
+        self.earcon_gain.set_level(max(level, EARCON_MIN_LEVEL))
+
+
 class Player(DeviceStream):
-    """The always-open speaker. Public methods run on `loop`; see the module docstring for the threads."""
+    """The always-open speaker. Public methods run on `loop`; see the module docstring for the threads.
+
+    While the speaker is absent (unplugged, or not there at start with allow_missing) nothing raises: reply
+    audio and earcons are dropped, and the events still come (on_drained after end_of_reply(),
+    on_silent_after_flush after flush()), so a turn ends as if it had played. A reply the speaker lost part
+    of is dropped to its end even if the speaker comes back meanwhile. The volume, the `events` hooks and the
+    jitter buffer object stay across a reopening (a new jitter buffer only if the device comes back at
+    another rate).
+    """
+
+    kind = "speaker"
+    _output = True
+    _log = log
 
     def __init__(
         self,
@@ -139,125 +179,154 @@ class Player(DeviceStream):
         *,
         state_dir: Path | None = None,
         pa: Any = None,
+        host: PortAudioHost | None = None,
+        on_presence: PresenceCallback | None = None,
     ) -> None:
-        super().__init__(pa)
+        super().__init__(loop, pa=pa, host=host, on_presence=on_presence)
         self._cfg = audio_cfg
-        self._loop = loop
         self._store = VolumeStore(state_dir) if state_dir is not None else None
         self._level = initial_level(int(audio_cfg.volume), self._store)
         self._save_running = False
         self._save_again = False
         self.events = PlayerEvents()
         self.stats = PlayerStats()
-        self._jitter: JitterBuffer | None = None
-        self._resampler: StreamResampler | None = None
-        self._speech_gain: GainRamp | None = None
-        self._earcon_gain: GainRamp | None = None
+        self._path: _ReplyPath | None = None
         self._mixer = _EarconMixer()
         self._event_queue: collections.deque[tuple[int, float]] = collections.deque(maxlen=_EVENT_QUEUE)
         self._dispatch_pending = False
         self._continue = 0
         self._underflow_flag = 0
+        # What the owner was promised, so the events still come while the audio cannot play (loop only):
+        self._awaiting_drain = False  # end_of_reply() went into the jitter buffer; DRAINED not passed on yet
+        self._silence_wanted = False  # flush() went into the jitter buffer; SILENT_AFTER_FLUSH not passed on yet
+        self._flushed = False  # flush() since the last new_reply(): a late end_of_reply() promises nothing
+        self._reply_lost = False  # the speaker went away during this reply: drop it to its end
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> OutputFormat:
-        """Find the configured speaker, open it at a format it accepts and start playing (silence)."""
-        if self._stream is not None and self._format is not None:
-            return self._format
-        if self._pa is None:
-            self._pa = open_pyaudio()
-        device = find_device(self._pa, self._cfg.output_device, direction="output")
-        fmt = choose_output_format(self._pa, device, int(self._cfg.output_rate))
-        self._continue = PA_CONTINUE
-        self._underflow_flag = PA_OUTPUT_UNDERFLOW
-        self._jitter = JitterBuffer(fmt.rate, start_ms=float(self._cfg.playback_start_ms))
-        self._resampler = StreamResampler(REPLY_RATE, fmt.rate)
-        self._speech_gain = GainRamp(fmt.rate, self._level)
-        self._earcon_gain = GainRamp(fmt.rate, max(self._level, EARCON_MIN_LEVEL))
-        self._mixer = _EarconMixer()
-        self.last_callback_at = time.monotonic()
-        stream = self._open_stream(device, fmt, output=True)
-        self._stream = stream
-        self._format = fmt
-        try:
-            stream.start_stream()
-        except OSError as exc:
-            self._close_stream()
-            raise AudioDeviceError(f'cannot start speaker "{device.name}": {exc}') from None
-        log.info('speaker "%s" open at %s, volume %d', device.name, fmt.describe(), self._level)
-        return fmt
+    def start(self, *, allow_missing: bool = False) -> OutputFormat | None:
+        """Find the configured speaker, open it at a format it accepts and start playing (silence).
 
-    def stop(self) -> None:
-        """Stop and close the stream (the device is released). Idempotent."""
-        self._close_stream()
-
-    def close(self) -> None:
-        """stop(), and terminate the PyAudio instance if this Player created it."""
-        self.stop()
-        self._forget_pa()
+        See `DeviceStream.start` for `allow_missing`. Blocking: at startup, or via start_async().
+        """
+        return super().start(allow_missing=allow_missing)
 
     def restart(self) -> OutputFormat:
-        """Reopen the stream from scratch (after an unplug); a PyAudio we own is recreated to rescan devices.
+        """Reopen the stream from scratch, rescanning when the host can; the volume and buffered audio are kept."""
+        return super().restart()
 
-        Audio still buffered is lost; the volume is kept.
-        """
-        self._close_stream()
-        self._forget_pa()
-        fmt = self.start()
-        self.stats.restarts += 1
-        return fmt
+    def _prepare(self, pa: Any) -> tuple[DeviceInfo, OutputFormat]:
+        device = find_device(pa, self._cfg.output_device, direction="output")
+        fmt = choose_output_format(pa, device, int(self._cfg.output_rate))
+        self._continue = PA_CONTINUE
+        self._underflow_flag = PA_OUTPUT_UNDERFLOW
+        path = self._path
+        if path is None or path.rate != fmt.rate:
+            if path is not None:
+                log.info("the speaker is back at %d Hz, not %d: its jitter buffer starts afresh", fmt.rate, path.rate)
+            self._path = _ReplyPath.at(fmt.rate, float(self._cfg.playback_start_ms), self._level)
+        self._path.set_level(self._level)  # a set_volume() while this ran on a worker thread
+        return device, fmt
+
+    def _describe_open(self, fmt: Any) -> str:
+        return f"{super()._describe_open(fmt)}, volume {self._level}"
+
+    def _went_absent(self) -> None:
+        # The stream is closed: what is buffered cannot play. Drop it, and keep the promises made about it.
+        self._mixer.queued.clear()
+        self._mixer.voices.clear()
+        path = self._path
+        if path is not None:
+            path.jitter.flush()
+            path.resampler.reset()
+        self._reply_lost = True
+        now = time.monotonic()
+        if self._silence_wanted:
+            self._silence_wanted = False
+            self._fire(self.events.on_silent_after_flush, now)
+        if self._awaiting_drain:
+            self._awaiting_drain = False
+            self._fire(self.events.on_drained, now)
 
     # ------------------------------------------------------------------ replies (loop side)
 
-    def _require_started(self) -> tuple[JitterBuffer, StreamResampler]:
-        if self._jitter is None or self._resampler is None:
-            raise RuntimeError("the speaker is not open; call Player.start() first")
-        return self._jitter, self._resampler
+    def _accepting(self) -> _ReplyPath | None:
+        path = self._path
+        if path is None or not self._present or self._reply_lost:
+            return None
+        return path
 
     def feed(self, pcm24k: bytes) -> None:
-        """Queue a chunk of reply audio (24 kHz mono s16le). Dropped while flushed (until new_reply())."""
-        jitter, resampler = self._require_started()
+        """Queue a chunk of reply audio (24 kHz mono s16le).
+
+        Dropped while flushed (until new_reply()), while the speaker is absent, and for the rest of a reply
+        the speaker lost part of.
+        """
         if len(pcm24k) % 2:
             raise ValueError(
                 f"reply audio must be 16-bit samples (an even number of bytes), got {len(pcm24k)} bytes"
             )
-        if jitter.discarding or not pcm24k:
-            return  # late audio of an interrupted turn: not worth resampling
-        jitter.push(resampler.process(np.frombuffer(pcm24k, dtype="<i2")))
+        path = self._accepting()
+        if path is None or path.jitter.discarding or not pcm24k:
+            return  # late audio of an interrupted turn, or nowhere to play it: not worth resampling
+        path.jitter.push(path.resampler.process(np.frombuffer(pcm24k, dtype="<i2")))
 
     def end_of_reply(self) -> None:
-        """The reply is complete: play the rest even if it is shorter than the start target."""
-        jitter, resampler = self._require_started()
-        if not jitter.discarding:
-            jitter.push(resampler.flush())
-        jitter.end_of_reply()
+        """The reply is complete: play the rest even if it is shorter than the start target.
+
+        If the reply was dropped (the speaker is absent or lost part of it), on_drained follows at once.
+        """
+        path = self._accepting()
+        if path is None:
+            if not self._flushed:
+                self._fire_soon(self.events.on_drained)
+            return
+        if not path.jitter.discarding:
+            path.jitter.push(path.resampler.flush())
+            self._awaiting_drain = True
+        path.jitter.end_of_reply()
 
     def flush(self) -> None:
         """Barge-in or `interrupted`: fade out within 5 ms at the next period, drop the rest and late audio.
 
-        Before start() nothing can be playing, so this is then a no-op (a barge-in path must not raise).
+        Never raises (a barge-in path must not); while the speaker is absent on_silent_after_flush follows at once.
         """
-        if self._jitter is None or self._resampler is None:
-            return
-        self._jitter.flush()
-        self._resampler.reset()
+        self._flushed = True
+        self._awaiting_drain = False
+        path = self._path
+        if path is not None:
+            path.jitter.flush()
+            path.resampler.reset()
+        if path is not None and self._present:
+            self._silence_wanted = True
+        else:
+            self._silence_wanted = False
+            self._fire_soon(self.events.on_silent_after_flush)
 
     def new_reply(self) -> None:
-        """A new reply starts: accept audio again (after a flush) and wait for the start target."""
-        jitter, resampler = self._require_started()
-        resampler.reset()
-        jitter.new_reply()
+        """A new reply starts: accept audio again (after a flush or a lost speaker) and wait for the start target."""
+        self._flushed = False
+        self._awaiting_drain = False
+        self._reply_lost = False
+        path = self._path
+        if path is not None:
+            path.resampler.reset()
+            path.jitter.new_reply()
 
     # ------------------------------------------------------------------ earcons and volume (loop side)
 
     def play_earcon(self, name: str) -> bool:
-        """Mix an earcon into the output; False when earcons are off in the config ("alarm" always plays)."""
+        """Mix an earcon into the output; False when earcons are off in the config ("alarm" always plays).
+
+        Also False, with the earcon dropped, while the speaker is absent.
+        """
         if name != "alarm" and not self._cfg.earcons:
             return False
-        if self._format is None:
-            raise RuntimeError("the speaker is not open; call Player.start() first")
-        samples = earcon(name, self._format.rate)
+        path = self._path
+        if path is None or not self._present:
+            self.stats.earcons_dropped += 1
+            return False
+        samples = earcon(name, path.rate)
         if len(self._mixer.queued) == self._mixer.queued.maxlen:
             self.stats.earcons_dropped += 1
         self._mixer.queued.append(samples)
@@ -271,9 +340,9 @@ class Player(DeviceStream):
         """Set the volume (0-100): it ramps there within 50 ms and is remembered across restarts."""
         level = validate_level(level)
         self._level = level
-        if self._speech_gain is not None and self._earcon_gain is not None:
-            self._speech_gain.set_level(level)
-            self._earcon_gain.set_level(max(level, EARCON_MIN_LEVEL))
+        path = self._path
+        if path is not None:
+            path.set_level(level)
         if self._store is not None:
             self._schedule_save()
 
@@ -303,16 +372,16 @@ class Player(DeviceStream):
 
     @property
     def underruns(self) -> int:
-        return self._jitter.underruns if self._jitter is not None else 0
+        return self._path.jitter.underruns if self._path is not None else 0
 
     @property
     def buffer_depth_ms(self) -> float:
-        return self._jitter.depth_ms if self._jitter is not None else 0.0
+        return self._path.jitter.depth_ms if self._path is not None else 0.0
 
     @property
     def jitter(self) -> JitterBuffer | None:
-        """The jitter buffer (for its counters); None before start()."""
-        return self._jitter
+        """The jitter buffer (for its counters); None until the speaker first opened."""
+        return self._path.jitter if self._path is not None else None
 
     # ------------------------------------------------------------------ PortAudio's thread
 
@@ -322,6 +391,7 @@ class Player(DeviceStream):
         self.last_callback_at = now
         self.stats.callbacks += 1
         fmt = self._format
+        path = self._path
         try:
             if status & self._underflow_flag:
                 self.stats.device_underflows += 1
@@ -329,16 +399,15 @@ class Player(DeviceStream):
                 self.stats.output_latency_s = max(
                     0.0, time_info.get("output_buffer_dac_time", 0.0) - time_info.get("current_time", 0.0)
                 )
-            jitter, speech_gain, earcon_gain = self._jitter, self._speech_gain, self._earcon_gain
-            if fmt is None or jitter is None or speech_gain is None or earcon_gain is None:
+            if fmt is None or path is None:
                 return bytes(frame_count * 2), self._continue  # stream is closing
-            block = jitter.pull(frame_count)
-            speech_gain.apply(block)
+            block = path.jitter.pull(frame_count)
+            path.speech_gain.apply(block)
             cue = self._mixer.mix(frame_count)
             if cue is not None:
-                earcon_gain.apply(cue)
+                path.earcon_gain.apply(cue)
                 block += cue
-            events = jitter.take_events()
+            events = path.jitter.take_events()
             if events:
                 self._notify(events, now)
             return _encode(block, fmt), self._continue
@@ -372,12 +441,20 @@ class Player(DeviceStream):
             except IndexError:
                 break
             # Order within one block: a flush's silence, then a drained reply, then a new reply's first audio.
-            if events & JitterEvents.SILENT_AFTER_FLUSH:
+            # (A silence or drain nobody was promised, e.g. after the flush of a lost speaker, is not passed on.)
+            if events & JitterEvents.SILENT_AFTER_FLUSH and self._silence_wanted:
+                self._silence_wanted = False
                 self._fire(self.events.on_silent_after_flush, at)
-            if events & JitterEvents.DRAINED:
+            if events & JitterEvents.DRAINED and self._awaiting_drain:
+                self._awaiting_drain = False
                 self._fire(self.events.on_drained, at)
             if events & JitterEvents.FIRST_AUDIO:
                 self._fire(self.events.on_first_audio, at)
+
+    def _fire_soon(self, handler: Callable[[float], None] | None) -> None:
+        """An event the device will never raise (it is absent), from the loop's next turn, never re-entrantly."""
+        if handler is not None:
+            self._loop.call_soon(self._fire, handler, time.monotonic())
 
     @staticmethod
     def _fire(handler: Callable[[float], None] | None, at: float) -> None:

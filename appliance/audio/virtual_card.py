@@ -15,11 +15,18 @@ report; the queued utterance is kept whole rather than losing the stalled stretc
 The microphone delivers what `queue_input()` queued, on top of quiet room noise (about -60 dBFS: a real
 mic is never digitally silent, and the VAD and level meters must cope with that). The speaker records
 everything its callback returns; `write_output_wav()` saves it for a person to listen to.
+
+`unplug(name)` and `plug(name)` take a device away and bring it back, as a USB plug would: a stream on an
+unplugged device stops calling back, and the device returns at a new index. Used directly as `pa=`, the card
+lists what is plugged in right now; `portaudio()` gives views that list devices the way real PyAudio
+instances do, frozen at PortAudio's initialisation and shared while any instance is alive, so code that
+must rescan after a replug can be tested against the same constraint it meets on a Pi.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import threading
@@ -33,7 +40,7 @@ import numpy as np
 from appliance.audio.resample import resample
 from appliance.audio.wavio import write_wav
 
-__all__ = ["MIC_NAME", "SPEAKER_NAME", "VirtualCard", "VirtualDevice", "VirtualStream"]
+__all__ = ["MIC_NAME", "SPEAKER_NAME", "VirtualCard", "VirtualDevice", "VirtualPortAudio", "VirtualStream"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,7 @@ paFramesPerBufferUnspecified = 0
 paNoDevice = -1
 paInDevelopment = 0  # the host API type id PortAudio reserves for APIs without an official number
 # Error codes, carried by the OSError/ValueError the card raises, as PyAudio's are.
+paUnanticipatedHostError = -9999
 paNotInitialized = -10000
 paInvalidChannelCount = -9998
 paInvalidSampleRate = -9997
@@ -101,6 +109,7 @@ class VirtualDevice:
     rate: int
     channels: int
     sample_format: SampleFormat
+    serial: int = 0  # how many times it was plugged back in: a new plugging is a new device to PortAudio
 
     @property
     def dtype(self) -> np.dtype:
@@ -123,16 +132,35 @@ def _check_device_args(what: str, rate: object, channels: object, sample_format:
         raise ValueError(f'{what} format must be "int16" or "int32", got {sample_format!r}')
 
 
+def _device_info(device: VirtualDevice) -> dict[str, Any]:
+    """PyAudio's device info dict for `device`."""
+    latency = DEFAULT_PERIOD_S
+    is_input = device.direction == "input"
+    return {
+        "index": device.index,
+        "structVersion": 2,
+        "name": device.name,
+        "hostApi": 0,
+        "maxInputChannels": device.channels if is_input else 0,
+        "maxOutputChannels": 0 if is_input else device.channels,
+        "defaultLowInputLatency": latency if is_input else -1.0,
+        "defaultLowOutputLatency": -1.0 if is_input else latency,
+        "defaultHighInputLatency": 4 * latency if is_input else -1.0,
+        "defaultHighOutputLatency": -1.0 if is_input else 4 * latency,
+        "defaultSampleRate": float(device.rate),
+    }
+
+
 def _refusal(error: type[Exception], reason: str, code: int) -> Exception:
     """PyAudio's ValueError carries (reason, code); PortAudio's OSError carries (errno=code, reason)."""
     return error(code, reason) if issubclass(error, OSError) else error(reason, code)
 
 
-class VirtualCard:
-    """A PyAudio-like object with one virtual microphone and one virtual speaker (both the defaults).
+class _DeviceListing:
+    """The part of PyAudio's API that lists devices, checks formats and opens streams, over some listing.
 
-    Thread-safe where PyAudio is: streams run their callbacks on their own threads; `queue_input`,
-    `recorded` and the counters may be used from any thread.
+    The card itself lists what is plugged in right now; a `VirtualPortAudio` lists what was plugged in
+    when it was made, as PortAudio does.
     """
 
     # The module's constants, also reachable through the instance (code given only `pa` can use them).
@@ -145,66 +173,28 @@ class VirtualCard:
     paInputOverflow = paInputOverflow
     paOutputUnderflow = paOutputUnderflow
 
-    def __init__(
-        self,
-        *,
-        speed: float = 1.0,
-        mic_rate: int = 48000,
-        mic_channels: int = 2,
-        mic_format: SampleFormat = "int32",
-        speaker_rate: int = 48000,
-        speaker_channels: int = 2,
-        speaker_format: SampleFormat = "int16",
-        noise_dbfs: float | None = -60.0,
-        seed: int = 0,
-        record_limit_s: float = 120.0,
-        max_queued_s: float = 300.0,
-    ) -> None:
-        if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0 < speed <= 100:
-            raise ValueError(f"speed must be a number above 0 and at most 100 (1.0 is real time), got {speed!r}")
-        _check_device_args("mic", mic_rate, mic_channels, mic_format)
-        _check_device_args("speaker", speaker_rate, speaker_channels, speaker_format)
-        if noise_dbfs is not None and not (-140.0 <= noise_dbfs <= 0.0):
-            raise ValueError(f"noise_dbfs must be between -140 and 0 dBFS (or None for none), got {noise_dbfs!r}")
-        if not record_limit_s > 0 or not max_queued_s > 0:
-            raise ValueError("record_limit_s and max_queued_s must be positive numbers of seconds")
-        self.speed = float(speed)
-        self.mic = VirtualDevice(0, MIC_NAME, "input", mic_rate, mic_channels, mic_format)
-        self.speaker = VirtualDevice(1, SPEAKER_NAME, "output", speaker_rate, speaker_channels, speaker_format)
-        self._devices = (self.mic, self.speaker)
-        self._noise_rms = None if noise_dbfs is None else self.mic.full_scale * 10.0 ** (noise_dbfs / 20.0)
-        self._rng = np.random.default_rng(seed)
-        self._clock0 = time.monotonic()
-        self._lock = threading.Lock()
-        self._streams: dict[int, VirtualStream] = {}  # device index -> its one open stream
-        self._terminated = False
+    # -- what the two kinds of listing say
 
-        # Microphone input waiting to be delivered (native dtype, shape (n, channels)).
-        self._queued: collections.deque[np.ndarray] = collections.deque()
-        self._queued_pos = 0  # frames of _queued[0] already delivered
-        self._queued_frames = 0
-        self._max_queued_frames = int(max_queued_s * mic_rate)
-        self._input_drained = threading.Event()
-        self._input_drained.set()
+    def _listed(self) -> tuple[VirtualDevice, ...]:
+        raise NotImplementedError
 
-        # Everything the speaker played (native dtype, shape (n, channels)); the oldest goes past the limit.
-        self._played: collections.deque[np.ndarray] = collections.deque()
-        self._played_frames = 0
-        self._played_changed = threading.Condition(self._lock)
-        self._record_limit_frames = max(1, int(record_limit_s * speaker_rate))
+    def _card_of(self) -> VirtualCard:
+        raise NotImplementedError
 
-        self.input_frames_delivered = 0
-        self.output_frames_played = 0
-        #: Frames of played audio forgotten because the recording exceeded record_limit_s.
-        self.output_frames_forgotten = 0
+    def _still_there(self, device: VirtualDevice) -> bool:
+        """Whether a listed device can be used (it is plugged in, and not replugged since it was listed)."""
+        return True
 
-    # ------------------------------------------------------------------ PyAudio: enumeration
+    def _opened(self, stream: VirtualStream) -> None:
+        """Remember a stream opened through this listing."""
+
+    # -- PyAudio: enumeration
 
     def get_device_count(self) -> int:
-        return len(self._devices)
+        return len(self._listed())
 
     def get_device_info_by_index(self, device_index: int) -> dict[str, Any]:
-        return self._device_info(self._device(device_index))
+        return _device_info(self._device(device_index))
 
     def get_device_info_by_host_api_device_index(
         self, host_api_index: int, host_api_device_index: int
@@ -213,10 +203,10 @@ class VirtualCard:
         return self.get_device_info_by_index(host_api_device_index)
 
     def get_default_input_device_info(self) -> dict[str, Any]:
-        return self._device_info(self.mic)
+        return _device_info(self._default("input"))
 
     def get_default_output_device_info(self) -> dict[str, Any]:
-        return self._device_info(self.speaker)
+        return _device_info(self._default("output"))
 
     def get_host_api_count(self) -> int:
         return 1
@@ -227,14 +217,19 @@ class VirtualCard:
     def get_host_api_info_by_index(self, host_api_index: int) -> dict[str, Any]:
         if host_api_index != 0:
             raise OSError(paInvalidDevice, "Invalid host api info")
+        listed = self._listed()
+
+        def default(direction: Direction) -> int:
+            return next((d.index for d in listed if d.direction == direction), paNoDevice)
+
         return {
             "index": 0,
             "structVersion": 1,
             "type": paInDevelopment,
             "name": HOST_API_NAME,
-            "deviceCount": len(self._devices),
-            "defaultInputDevice": self.mic.index,
-            "defaultOutputDevice": self.speaker.index,
+            "deviceCount": len(listed),
+            "defaultInputDevice": default("input"),
+            "defaultOutputDevice": default("output"),
         }
 
     def get_sample_size(self, format: int) -> int:  # noqa: A002 - PyAudio's parameter name
@@ -250,28 +245,18 @@ class VirtualCard:
         return formats[width]
 
     def _device(self, index: object) -> VirtualDevice:
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self._devices):
+        listed = self._listed()
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(listed):
             raise OSError(paInvalidDevice, "Invalid device index")
-        return self._devices[index]
+        return listed[index]
 
-    def _device_info(self, device: VirtualDevice) -> dict[str, Any]:
-        latency = DEFAULT_PERIOD_S
-        is_input = device.direction == "input"
-        return {
-            "index": device.index,
-            "structVersion": 2,
-            "name": device.name,
-            "hostApi": 0,
-            "maxInputChannels": device.channels if is_input else 0,
-            "maxOutputChannels": 0 if is_input else device.channels,
-            "defaultLowInputLatency": latency if is_input else -1.0,
-            "defaultLowOutputLatency": -1.0 if is_input else latency,
-            "defaultHighInputLatency": 4 * latency if is_input else -1.0,
-            "defaultHighOutputLatency": -1.0 if is_input else 4 * latency,
-            "defaultSampleRate": float(device.rate),
-        }
+    def _default(self, direction: Direction) -> VirtualDevice:
+        device = next((d for d in self._listed() if d.direction == direction), None)
+        if device is None:
+            raise OSError(paNoDevice, f"No Default {direction.capitalize()} Device Available")
+        return device
 
-    # ------------------------------------------------------------------ PyAudio: formats and streams
+    # -- PyAudio: formats and streams
 
     def is_format_supported(
         self,
@@ -311,6 +296,9 @@ class VirtualCard:
             raise _refusal(error, "Invalid sample rate", paInvalidSampleRate)
         if sample_format != _FORMAT_CODES[device.sample_format]:
             raise _refusal(error, "Sample format not supported", paSampleFormatNotSupported)
+        if not self._still_there(device):
+            # what PortAudio's ALSA host API says when the device behind a listed entry has gone
+            raise _refusal(error, "Unanticipated host error", paUnanticipatedHostError)
         return device
 
     def open(
@@ -328,31 +316,199 @@ class VirtualCard:
         output_host_api_specific_stream_info: Any = None,
         stream_callback: Callable[[bytes | None, int, dict[str, float], int], tuple[Any, int]] | None = None,
     ) -> VirtualStream:
-        """Open a callback stream on the mic or the speaker, in its one native format (else OSError, as PortAudio)."""
+        """Open a callback stream on a mic or a speaker, in its one native format (else OSError, as PortAudio)."""
         if not input and not output:
             raise ValueError("Must specify an input or output stream.")
         if input and output:
             raise ValueError("the virtual card has no full-duplex device; open input and output separately")
         if stream_callback is None:
             raise ValueError("the virtual card supports callback streams only; pass stream_callback")
-        if self._terminated:
+        card = self._card_of()
+        if card._terminated or self._is_terminated():
             raise OSError(paNotInitialized, "PortAudio not initialized")
         direction: Direction = "input" if input else "output"
         index = input_device_index if input else output_device_index
         if index is None:
-            index = (self.mic if input else self.speaker).index
+            index = self._default(direction).index
         device = self._check_format(index, direction, rate, channels, format, OSError)
         if isinstance(frames_per_buffer, bool) or not isinstance(frames_per_buffer, int) or frames_per_buffer < 0:
             raise ValueError(f"frames_per_buffer must be a whole number of frames, got {frames_per_buffer!r}")
         frames = frames_per_buffer or max(1, round(device.rate * DEFAULT_PERIOD_S))
-        with self._lock:
-            if device.index in self._streams:
+        with card._lock:
+            live = card._current(device)
+            if live is None:
+                raise OSError(paUnanticipatedHostError, "Unanticipated host error")
+            if live.name in card._streams:
                 raise OSError(paDeviceUnavailable, "Device unavailable")
-            stream = VirtualStream(self, device, frames, stream_callback)
-            self._streams[device.index] = stream
+            stream = VirtualStream(card, live, frames, stream_callback)
+            card._streams[live.name] = stream
+        self._opened(stream)
         if start:
             stream.start_stream()
         return stream
+
+    def _is_terminated(self) -> bool:
+        return False
+
+
+class VirtualCard(_DeviceListing):
+    """A PyAudio-like object with one virtual microphone and one virtual speaker (both the defaults).
+
+    Used as `pa=` it lists what is plugged in right now: `unplug(name)` and `plug(name)` take a device away
+    and bring it back (at a new index, as USB devices come back). `portaudio()` makes views that list
+    devices the way a real PyAudio instance does, frozen when PortAudio was initialised.
+
+    Thread-safe where PyAudio is: streams run their callbacks on their own threads; `queue_input`,
+    `recorded`, `unplug`, `plug` and the counters may be used from any thread.
+    """
+
+    def __init__(
+        self,
+        *,
+        speed: float = 1.0,
+        mic_rate: int = 48000,
+        mic_channels: int = 2,
+        mic_format: SampleFormat = "int32",
+        speaker_rate: int = 48000,
+        speaker_channels: int = 2,
+        speaker_format: SampleFormat = "int16",
+        noise_dbfs: float | None = -60.0,
+        seed: int = 0,
+        record_limit_s: float = 120.0,
+        max_queued_s: float = 300.0,
+    ) -> None:
+        if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0 < speed <= 100:
+            raise ValueError(f"speed must be a number above 0 and at most 100 (1.0 is real time), got {speed!r}")
+        _check_device_args("mic", mic_rate, mic_channels, mic_format)
+        _check_device_args("speaker", speaker_rate, speaker_channels, speaker_format)
+        if noise_dbfs is not None and not (-140.0 <= noise_dbfs <= 0.0):
+            raise ValueError(f"noise_dbfs must be between -140 and 0 dBFS (or None for none), got {noise_dbfs!r}")
+        if not record_limit_s > 0 or not max_queued_s > 0:
+            raise ValueError("record_limit_s and max_queued_s must be positive numbers of seconds")
+        self.speed = float(speed)
+        # The devices as last plugged in (index and serial change when one is unplugged or plugged back).
+        self._known: dict[str, VirtualDevice] = {
+            MIC_NAME: VirtualDevice(0, MIC_NAME, "input", mic_rate, mic_channels, mic_format),
+            SPEAKER_NAME: VirtualDevice(1, SPEAKER_NAME, "output", speaker_rate, speaker_channels, speaker_format),
+        }
+        self._plugged: list[VirtualDevice] = list(self._known.values())  # position == index
+        self._noise_rms = None if noise_dbfs is None else self.mic.full_scale * 10.0 ** (noise_dbfs / 20.0)
+        self._rng = np.random.default_rng(seed)
+        self._clock0 = time.monotonic()
+        self._lock = threading.Lock()
+        self._streams: dict[str, VirtualStream] = {}  # device name -> its one open stream
+        self._terminated = False
+        # PortAudio's initialisation count, shared by the views: the listing they share while any is alive.
+        self._views_alive = 0
+        self._view_listing: tuple[VirtualDevice, ...] = ()
+
+        # Microphone input waiting to be delivered (native dtype, shape (n, channels)).
+        self._queued: collections.deque[np.ndarray] = collections.deque()
+        self._queued_pos = 0  # frames of _queued[0] already delivered
+        self._queued_frames = 0
+        self._max_queued_frames = int(max_queued_s * mic_rate)
+        self._input_drained = threading.Event()
+        self._input_drained.set()
+
+        # Everything the speaker played (native dtype, shape (n, channels)); the oldest goes past the limit.
+        self._played: collections.deque[np.ndarray] = collections.deque()
+        self._played_frames = 0
+        self._played_changed = threading.Condition(self._lock)
+        self._record_limit_frames = max(1, int(record_limit_s * speaker_rate))
+
+        self.input_frames_delivered = 0
+        self.output_frames_played = 0
+        #: Frames of played audio forgotten because the recording exceeded record_limit_s.
+        self.output_frames_forgotten = 0
+
+    @property
+    def mic(self) -> VirtualDevice:
+        """The microphone as last plugged in (its index is stale while it is unplugged)."""
+        return self._known[MIC_NAME]
+
+    @property
+    def speaker(self) -> VirtualDevice:
+        """The speaker as last plugged in (its index is stale while it is unplugged)."""
+        return self._known[SPEAKER_NAME]
+
+    def _listed(self) -> tuple[VirtualDevice, ...]:
+        with self._lock:
+            return tuple(self._plugged)
+
+    def _card_of(self) -> VirtualCard:
+        return self
+
+    def _current(self, device: VirtualDevice) -> VirtualDevice | None:
+        """Lock held: the plugged-in device `device` was listed as, if it is still in the same plugging."""
+        return next((d for d in self._plugged if d.name == device.name and d.serial == device.serial), None)
+
+    # ------------------------------------------------------------------ plugging
+
+    def unplug(self, name: str) -> None:
+        """Take a device away, as pulling its USB plug would.
+
+        It leaves the listing (the devices after it move down one index); a stream open on it stops calling
+        back and turns inactive, as PortAudio's does when ALSA reports the device gone. Closing that stream
+        is up to its owner. ValueError if `name` is not plugged in.
+        """
+        with self._lock:
+            device = self._plugged_named(name)
+            self._plugged.remove(device)
+            self._reindex()
+            stream = self._streams.get(name)
+        if stream is not None:
+            stream._lose()
+
+    def plug(self, name: str) -> None:
+        """Bring an unplugged device back, at the end of the listing (a new index, as a USB device gets).
+
+        ValueError if there is no such device or it is plugged in already.
+        """
+        with self._lock:
+            if name not in self._known:
+                raise ValueError(f"the virtual card has no device {name!r}; it has {', '.join(self._known)}")
+            if any(d.name == name for d in self._plugged):
+                raise ValueError(f"{name} is plugged in already")
+            known = self._known[name]
+            device = dataclasses.replace(known, index=len(self._plugged), serial=known.serial + 1)
+            self._known[name] = device
+            self._plugged.append(device)
+
+    def is_plugged(self, name: str) -> bool:
+        with self._lock:
+            return any(d.name == name for d in self._plugged)
+
+    def cards(self) -> frozenset[str]:
+        """What /proc/asound/cards would say: one line per plugged device, new for every plugging."""
+        with self._lock:
+            return frozenset(f"{d.name}: plugged in #{d.serial}" for d in self._plugged)
+
+    def portaudio(self) -> VirtualPortAudio:
+        """A PyAudio-like view of the card that lists devices as a fresh `pyaudio.PyAudio()` would.
+
+        See `VirtualPortAudio`; hand `card.portaudio` to a `PortAudioHost` as its factory.
+        """
+        return VirtualPortAudio(self)
+
+    def _plugged_named(self, name: str) -> VirtualDevice:
+        device = next((d for d in self._plugged if d.name == name), None)
+        if device is None:
+            plugged = ", ".join(d.name for d in self._plugged) or "nothing"
+            raise ValueError(f"{name!r} is not plugged in; plugged in: {plugged}")
+        return device
+
+    def _reindex(self) -> None:
+        """Lock held: give the plugged devices consecutive indices again."""
+        for position, device in enumerate(self._plugged):
+            if device.index != position:
+                moved = dataclasses.replace(device, index=position)
+                self._plugged[position] = moved
+                self._known[device.name] = moved
+                stream = self._streams.get(device.name)
+                if stream is not None:
+                    stream.device = moved
+
+    # ------------------------------------------------------------------ streams
 
     def terminate(self) -> None:
         """Close every open stream (their threads stop); the recording stays readable. Idempotent."""
@@ -364,8 +520,8 @@ class VirtualCard:
 
     def _release(self, stream: VirtualStream) -> None:
         with self._lock:
-            if self._streams.get(stream.device.index) is stream:
-                del self._streams[stream.device.index]
+            if self._streams.get(stream.device.name) is stream:
+                del self._streams[stream.device.name]
 
     def device_time(self) -> float:
         """Seconds on the card's clock (runs `speed` times faster than the wall clock)."""
@@ -518,6 +674,53 @@ class VirtualCard:
         return mono.size / self.speaker.rate
 
 
+class VirtualPortAudio(_DeviceListing):
+    """The card as one `pyaudio.PyAudio()` instance sees it: the devices plugged in when PortAudio started.
+
+    PortAudio lists devices in Pa_Initialize and counts initialisations: while any instance is alive, a new
+    one gets the same list. The views of one card share that count. A listed device that was unplugged
+    refuses to open ("Unanticipated host error", as PortAudio's ALSA host API says), even once plugged back,
+    because it came back at a new address; only a view made after every other one was terminated lists it.
+    """
+
+    def __init__(self, card: VirtualCard) -> None:
+        self._card = card
+        with card._lock:
+            if card._views_alive == 0:
+                card._view_listing = tuple(card._plugged)
+            card._views_alive += 1
+            self._listing = card._view_listing
+        self._streams: list[VirtualStream] = []
+        self._terminated = False
+
+    def _listed(self) -> tuple[VirtualDevice, ...]:
+        return self._listing
+
+    def _card_of(self) -> VirtualCard:
+        return self._card
+
+    def _still_there(self, device: VirtualDevice) -> bool:
+        with self._card._lock:
+            return self._card._current(device) is not None
+
+    def _opened(self, stream: VirtualStream) -> None:
+        self._streams.append(stream)
+
+    def _is_terminated(self) -> bool:
+        return self._terminated
+
+    def terminate(self) -> None:
+        """Close the streams opened through this view and end its initialisation, as PyAudio does. Idempotent."""
+        if self._terminated:
+            return
+        self._terminated = True
+        streams, self._streams = self._streams, []
+        for stream in streams:
+            stream.close()
+        with self._card._lock:
+            self._card._views_alive -= 1
+
+
 class VirtualStream:
     """One open stream of a VirtualCard; the PyAudio Stream methods the audio path needs."""
 
@@ -540,6 +743,7 @@ class VirtualStream:
         self._running = False  # started and not stopped (PyAudio's _is_running)
         self._active = False  # the thread is calling back (False once the callback completes or aborts)
         self._closed = False
+        self._lost = False  # its device was unplugged: it never calls back again
         #: The exception a callback raised (the stream aborted then, as PyAudio's does).
         self.callback_error: BaseException | None = None
 
@@ -547,6 +751,8 @@ class VirtualStream:
 
     def start_stream(self) -> None:
         self._check_open()
+        if self._lost:
+            raise OSError(paUnanticipatedHostError, "Unanticipated host error")
         if self._running:
             return
         self._stop = threading.Event()
@@ -603,6 +809,18 @@ class VirtualStream:
         raise OSError(paCanNotWriteToACallbackStream, "Can not write to a callback stream")
 
     # -- internals
+
+    def _lose(self) -> None:
+        """The device was unplugged: stop calling back and turn inactive, but stay "running" and open.
+
+        That is what PortAudio's stream does when ALSA reports the device gone; only closing it is left.
+        """
+        self._lost = True
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(JOIN_TIMEOUT_S)
+        self._active = False
 
     def _check_open(self) -> None:
         if self._closed:

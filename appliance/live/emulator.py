@@ -9,7 +9,8 @@ manual activity control (activityStart/audio/activityEnd) when automatic activit
 replies are 24 kHz PCM chunks paced faster than real time, then generationComplete and turnComplete with
 usageMetadata; barge-in, tool calls (BLOCKING or NON_BLOCKING, as declared), interactionStatus, session
 resumption, goAway and injected faults per ``Scenario``. Tests can also inject faults at a moment of their
-choosing: ``drop_all``, ``close_all``, ``drop_mid_reply``, ``send_go_away``, ``send_malformed``, ``close_1011``.
+choosing: ``drop_all``, ``close_all``, ``drop_mid_reply``, ``send_go_away``, ``send_malformed``, ``close_1011``,
+and ``go_offline`` (an offline window: connections refused until ``go_online`` or for N seconds).
 
 With automatic activity detection left on, the emulator has no VAD: it buffers audio and treats
 ``audioStreamEnd`` as the end of the user's turn.
@@ -192,6 +193,9 @@ class Emulator:
         self._handles: OrderedDict[str, Conversation] = OrderedDict()
         self._ids = itertools.count(1)
         self._server: Server | None = None
+        self._port: int | None = None  # kept while offline, to listen there again
+        self._offline = False
+        self._online_task: asyncio.Task[None] | None = None
         self._cond: asyncio.Condition | None = None
         self._log: _LogWriter | None = None
         # "localhost" may resolve to two addresses, each with its own free port; bind one of them only.
@@ -213,6 +217,8 @@ class Emulator:
 
     @property
     def port(self) -> int:
+        if self._server is None and self._offline and self._port is not None:
+            return self._port  # offline: the port it will listen on again
         if self._server is None:
             raise RuntimeError("the emulator is not running; call start() first")
         return int(self._server.sockets[0].getsockname()[1])
@@ -229,6 +235,9 @@ class Emulator:
         return self.base_url + DEFAULT_PATH
 
     async def start(self) -> None:
+        if self._offline:
+            await self.go_online()
+            return
         if self._server is not None:
             return
         if not is_loopback_host(self.config.host):
@@ -237,18 +246,27 @@ class Emulator:
         if self.config.log_path:
             self._log = _LogWriter(self.config.log_path)
         try:
-            self._server = await serve(
-                self._handle, self._bind_host, self.config.port,
-                process_request=self._process_request, logger=_ws_logger,
-                close_timeout=self.config.close_timeout_s,
-            )
+            await self._listen(self.config.port)
         except BaseException:
             if self._log is not None:
                 await self._log.close()
                 self._log = None
             raise
 
+    async def _listen(self, port: int) -> None:
+        self._server = await serve(
+            self._handle, self._bind_host, port,
+            process_request=self._process_request, logger=_ws_logger,
+            close_timeout=self.config.close_timeout_s,
+        )
+        self._port = int(self._server.sockets[0].getsockname()[1])
+
     async def stop(self) -> None:
+        online, self._online_task = self._online_task, None
+        if online is not None and online is not asyncio.current_task():
+            online.cancel()
+            await asyncio.gather(online, return_exceptions=True)
+        self._offline = False
         server, self._server = self._server, None
         if server is not None:
             await self.close_all(1001, "The emulator is shutting down.")
@@ -313,6 +331,59 @@ class Emulator:
         """Close every client connection with a close frame."""
         handlers = list(self._active.values())
         await asyncio.gather(*(handler.close(code, reason) for handler in handlers), return_exceptions=True)
+
+    @property
+    def offline(self) -> bool:
+        """Inside an offline window (see ``go_offline``)."""
+        return self._offline
+
+    async def go_offline(self, seconds: float | None = None) -> int:
+        """The network goes away: stop listening, so that new connections are refused (ECONNREFUSED), and
+        drop every open connection (no close frame; clients see 1006). Back with ``go_online()``, or by itself
+        after ``seconds``. Records, resumption handles and the scenario are kept. Returns how many were dropped.
+        """
+        if seconds is not None and not 0.0 <= seconds <= 3600.0:
+            raise ValueError(f"seconds must be from 0 to 3600, got {seconds!r}")
+        server = self._server
+        if server is None and not self._offline:
+            raise RuntimeError("the emulator is not running; call start() first")
+        self._offline = True
+        dropped = 0
+        if server is not None:
+            self._server = None
+            server.server.close()  # the listening socket goes at once: connects are refused from now on
+            server.close(close_connections=False)
+            handlers = list(self._active.values())
+            dropped = len(handlers)
+            for handler in handlers:
+                await handler.drop()
+            await server.wait_closed()  # every handler of the dropped connections has returned
+            await self._changed()
+        if self._online_task is not None:
+            self._online_task.cancel()
+            self._online_task = None
+        if seconds is not None:
+            self._online_task = asyncio.get_running_loop().create_task(self._online_after(seconds))
+        return dropped
+
+    async def go_online(self) -> None:
+        """End an offline window: listen on the same port again (OSError if something else took it)."""
+        task, self._online_task = self._online_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        if not self._offline:
+            return
+        assert self._port is not None
+        await self._listen(self._port)
+        self._offline = False
+        await self._changed()
+
+    async def _online_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        try:
+            await self.go_online()
+        except OSError as exc:  # the port was taken meanwhile: say so; `offline` stays True
+            logging.getLogger(__name__).error("the emulator cannot listen again on port %s: %s", self._port, exc)
 
     def _targets(self, conn_id: int | None, *, set_up: bool) -> list[ConnectionHandler]:
         """The open connections a fault goes to: one by id, else all (with setup done when ``set_up``)."""

@@ -172,10 +172,11 @@ def warm_up_plan(seed: int) -> list[TurnPlan]:
             for i, (gesture, reply) in enumerate((("hold", "echo"), ("tap", "tone"))[:WARM_UP_TURNS])]
 
 
-def _fault(rng: random.Random, kind: str, phase: str, quick: bool) -> Fault:
+def _fault(rng: random.Random, kind: str, phase: str, quick: bool, offline_s: float | None) -> Fault:
     fraction = rng.uniform(0.2, 0.8)
     if kind == "offline":
         seconds = rng.uniform(2.0, 6.0) if quick else rng.uniform(3.0, 15.0)
+        seconds = seconds if offline_s is None else offline_s
         lead = rng.uniform(0.3, 1.0) if phase == "asked" else rng.uniform(0.0, 1.5)
         return Fault(kind, phase, seconds, fraction, lead)
     seconds = {
@@ -187,20 +188,24 @@ def _fault(rng: random.Random, kind: str, phase: str, quick: bool) -> Fault:
     return Fault(kind, phase, seconds, fraction)
 
 
-def build_plan(seed: int, turns: int, quick: bool) -> list[TurnPlan]:
-    """The whole run, decided from the seed before anything starts."""
+def build_plan(seed: int, turns: int, quick: bool, menu: tuple[tuple[str, str], ...] = FAULT_MENU,
+               offline_s: float | None = None) -> list[TurnPlan]:
+    """The whole run, decided from the seed before anything starts.
+
+    `menu` narrows the faults (for a reproduction), `offline_s` fixes the offline windows' length.
+    """
     rng = random.Random(seed)
     slots = sorted(rng.sample(range(1, turns), k=min(turns - 1, round(turns * FAULT_SHARE)))) if turns > 1 else []
     kinds: list[tuple[str, str]] = []
     while len(kinds) < len(slots):
-        batch = list(FAULT_MENU)
+        batch = list(menu)
         rng.shuffle(batch)
         kinds.extend(batch)
     faults = dict(zip(slots, kinds))
     plan: list[TurnPlan] = []
     for index in range(turns):
         chosen = faults.get(index)
-        fault = _fault(rng, *chosen, quick) if chosen else None
+        fault = _fault(rng, *chosen, quick, offline_s) if chosen else None
         if fault is None or fault.phase == "idle":
             gesture = rng.choices(("hold", "tap", "barge"), weights=(4, 3, 3))[0]
         else:  # a fault during the question or the reply: one question, so it is clear what it cut
@@ -753,7 +758,9 @@ def judge(result: TurnResult) -> None:
                 reason = (f"answered, but the speaker put out only {result.loud_s:.1f} s of sound "
                           f"for a {question.reply_s:.1f} s reply")
         elif outcome == "no speech":
-            reason = "no speech heard: nothing was sent"
+            gone = any("conductor: no microphone" in line for line in result.log_lines or [])
+            reason = ("the microphone was reported missing during the question: nothing was sent" if gone
+                      else "no speech heard: nothing was sent")
         elif outcome == "no reply in time":
             reason = f"no reply within {REPLY_TIMEOUT_S:g} s"
         elif "offline for more than" in result.last_error:
@@ -821,6 +828,7 @@ class Run:
     skipped: collections.Counter[str] = field(default_factory=collections.Counter)
     device_note: str = ""
     wiring: str = ""
+    options: str = ""  # the command-line options that narrow the plan, for the reproduce line
     voice: str = ""
     aborted: str = ""
     daemon_exit: int | None = None
@@ -830,10 +838,13 @@ class Run:
     logs: LogWatch | None = None
 
 
-async def soak(seed: int, turns: int, quick: bool, verbose: bool) -> Run:
+async def soak(seed: int, turns: int, quick: bool, verbose: bool,
+               menu: tuple[tuple[str, str], ...] = FAULT_MENU, offline_s: float | None = None) -> Run:
     run = Run(seed, turns, quick)
+    run.options = "".join(f" --only {k}:{p}" for k, p in menu) if menu != FAULT_MENU else ""
+    run.options += f" --offline-s {offline_s:g}" if offline_s is not None else ""
     t0 = time.monotonic()
-    plan = build_plan(seed, turns, quick)
+    plan = build_plan(seed, turns, quick, menu, offline_s)
     logs = LogWatch(t0)
     run.logs = logs
     root = logging.getLogger()
@@ -1099,7 +1110,7 @@ def render_findings(run: Run) -> str:
         out.append("")
         which = f"turn {plan.index + 1}" if plan.index >= 0 else "warm-up turn"
         out.append(f"- {which} (reproduce: scripts/soak.py --seed {run.seed} --turns {run.turns}"
-                   f"{' --quick' if run.quick else ''}): {plan.describe()}")
+                   f"{' --quick' if run.quick else ''}{run.options}): {plan.describe()}")
         if plan.fault is not None:
             f = plan.fault
             window = f", window {result.window_s:.1f} s" if result.window_s is not None else ""
@@ -1128,11 +1139,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="30 turns and offline windows of 2-6 s")
     parser.add_argument("--seed", type=int, default=1, help="the plan's seed (default 1)")
     parser.add_argument("--verbose", action="store_true", help="every turn and every log line on stderr")
+    parser.add_argument("--only", action="append", default=[], metavar="KIND:PHASE",
+                        help="inject only these faults (repeatable), e.g. offline:asked; for reproductions. "
+                             f"Known: {', '.join(f'{k}:{p}' for k, p in FAULT_MENU)}")
+    parser.add_argument("--offline-s", type=float, default=None, metavar="S",
+                        help="every offline window lasts S seconds (default: 3-15, --quick 2-6)")
     args = parser.parse_args(argv)
     turns = args.turns if args.turns is not None else (30 if args.quick else 200)
     if turns < 1:
         parser.error("--turns must be at least 1")
-    run = asyncio.run(soak(args.seed, turns, args.quick, args.verbose))
+    menu = tuple(tuple(item.split(":", 1)) for item in args.only) or FAULT_MENU
+    unknown = [":".join(item) for item in menu if item not in FAULT_MENU]
+    if unknown:
+        parser.error(f"unknown fault {', '.join(unknown)}; known: {', '.join(f'{k}:{p}' for k, p in FAULT_MENU)}")
+    if args.offline_s is not None and not 0.5 <= args.offline_s <= 60:
+        parser.error("--offline-s must be from 0.5 to 60 seconds")
+    run = asyncio.run(soak(args.seed, turns, args.quick, args.verbose, menu, args.offline_s))  # type: ignore[arg-type]
     table, passed = render(run)
     print(table)
     findings = render_findings(run)

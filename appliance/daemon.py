@@ -139,7 +139,7 @@ class Daemon:
             stack.push_async_callback(host.close_async)  # last: after both streams
         # a device that is missing waits (its watch brings it up) instead of failing the start
         self.player = Player(self.cfg.audio, loop, state_dir=state_dir(self.cfg), host=host,
-                             on_presence=self._presence_before_conductor("speaker"))
+                             on_presence=self._presence("speaker"))
         await self.player.start_async(allow_missing=True)
         stack.push_async_callback(self.player.close_async)
         from .tools import ToolContext, ToolRegistry
@@ -176,11 +176,10 @@ class Daemon:
         self.timers.start()
         stack.push_async_callback(self._stop_timers)
         self.capture = Capture(self.cfg.audio, uplink.on_frame, loop, host=host,
-                               on_presence=self._presence_before_conductor("microphone"))
+                               on_presence=self._presence("microphone"))
         await self.capture.start_async(allow_missing=True)
         stack.push_async_callback(self.capture.close_async)
         for kind, device in (("speaker", self.player), ("microphone", self.capture)):
-            device.on_presence = self._presence_handler(kind)
             if not device.present:
                 conductor.device_changed(kind, False, self._early_absence.get(kind, "not found at start"))
         stack.push_async_callback(conductor.close)
@@ -286,19 +285,15 @@ class Daemon:
     def _player_alive(self) -> bool:
         return self.player is not None and self.player.healthy(AUDIO_ALIVE_S)
 
-    def _presence_before_conductor(self, kind: str) -> Callable[[bool, str], None]:
-        """Until the conductor exists, remember why a device is missing."""
-        def remember(present: bool, reason: str) -> None:
-            if present:
-                self._early_absence.pop(kind, None)
-            else:
-                self._early_absence[kind] = reason
-        return remember
-
-    def _presence_handler(self, kind: str) -> Callable[[bool, str], None]:
+    def _presence(self, kind: str) -> Callable[[bool, str], None]:
+        """A device's watch reports here; before the conductor exists, why it is missing is kept."""
         def changed(present: bool, reason: str) -> None:
             if self.conductor is not None:
                 self.conductor.device_changed(kind, present, reason)
+            elif present:
+                self._early_absence.pop(kind, None)
+            else:
+                self._early_absence[kind] = reason
         return changed
 
     async def _control(self, cmd: str, args: dict) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rigs import PulseRig
+from rigs import PulseRig, pulse_available
 
 
 @pytest.fixture(scope="module")
@@ -15,6 +15,21 @@ def pulse(tmp_path_factory):
     try:
         yield rig
     finally:
+        rig.stop()
+
+
+@pytest.fixture(scope="module")
+def hotplug_rig(tmp_path_factory):
+    """A private PulseAudio whose sinks can be unplugged and plugged back (PulseRig(hotplug=True))."""
+    assert pulse_available(), "PulseAudio, pacat/parecord and the ALSA pulse plugin are needed for these tests"
+    rig = PulseRig(tmp_path_factory.mktemp("pulse-hotplug"), hotplug=True)
+    rig.start()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            rig.activate(mp)  # before any PyAudio() is created
+            yield rig
+    finally:
+        rig.restore()
         rig.stop()
 
 

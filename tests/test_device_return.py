@@ -14,7 +14,7 @@ import asyncio
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,8 @@ from appliance.audio.resample import resample
 from appliance.audio.stream import PortAudioHost
 from appliance.audio.virtual_card import MIC_NAME, SPEAKER_NAME, VirtualCard
 from appliance.config import AudioConfig
-from rigs import MIC_PCM, SPEAKER_PCM, PulseRig, pulse_available
+from rigs import MIC_PCM, SPEAKER_PCM, PulseRig
+from waiting import wait_until
 
 REPLY_RATE = 24000
 REC_RATE = 48000
@@ -79,13 +80,6 @@ class Presence:
         return [present for present, _ in self.reports]
 
 
-async def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT_S) -> None:
-    """Poll a condition that has no event of its own (a file growing, a counter moving)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def stop_watch(task: asyncio.Task[None]) -> None:
@@ -120,18 +114,6 @@ def frames_level(frames: list[bytes]) -> float:
 
 # ---------------------------------------------------------------------------------------------- PulseAudio rig
 
-
-@pytest.fixture(scope="module")
-def hotplug_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseRig]:
-    assert pulse_available(), "PulseAudio, pacat/parecord and the ALSA pulse plugin are needed for these tests"
-    rig = PulseRig(tmp_path_factory.mktemp("pulse-hotplug"), hotplug=True)
-    rig.start()
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            rig.activate(mp)  # before any PyAudio() is created
-            yield rig
-    finally:
-        rig.stop()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator
 
 import pytest
 
@@ -22,7 +21,7 @@ from appliance.config import AudioConfig
 from appliance.control import request
 from appliance.live.emulator import Emulator, EmulatorConfig, Scenario
 from harness import Running, config_for, speak
-from rigs import MIC_PCM, SPEAKER_PCM, PulseRig, pulse_available
+from rigs import MIC_PCM, SPEAKER_PCM, PulseRig
 
 QUESTION = "How long should I boil an egg?"
 
@@ -73,19 +72,6 @@ def test_a_drop_mid_reply_returns_to_rest_and_the_next_reply_plays(pulse, questi
     assert len(emu.connections) >= 2 and emu.turns[-1].ending == "complete"
     assert status["state"] == "idle" and status["reconnects"] >= 1
 
-
-@pytest.fixture(scope="module")
-def hotplug_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseRig]:
-    assert pulse_available(), "PulseAudio, pacat/parecord and the ALSA pulse plugin are needed for these tests"
-    rig = PulseRig(tmp_path_factory.mktemp("pulse-hotplug"), hotplug=True)
-    rig.start()
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            rig.activate(mp)
-            yield rig
-    finally:
-        rig.restore()
-        rig.stop()
 
 
 def test_an_unplugged_speaker_is_shown_and_the_appliance_talks_again_when_it_is_back(

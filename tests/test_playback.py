@@ -12,7 +12,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from appliance.audio.speech import spoken, speechlike
 from appliance.audio.volume import GainRamp, VolumeStore, level_to_gain
 from appliance.config import AudioConfig
 from rigs import PulseRig, pulse_available
+from waiting import wait_until
 
 REC_RATE = 48000  # the rig's speaker sink
 REPLY_RATE = 24000
@@ -66,13 +67,6 @@ def to_pcm(x: np.ndarray) -> bytes:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-async def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT_S) -> None:
-    """Poll a condition that has no event of its own (a file growing, a stream starting to flow)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def wait_event(event: asyncio.Event, what: str) -> None:

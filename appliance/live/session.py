@@ -222,6 +222,8 @@ class LiveSession:
         self._closer_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._deadline_changed = asyncio.Event()
+        #: the deadline the turn clock sleeps until (None: no deadline)
+        self._armed_deadline: float | None = None
         self._state_changed = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -512,13 +514,18 @@ class LiveSession:
             self._idle.clear()
         else:
             self._idle.set()
-        self._deadline_changed.set()
+        # Wake the clock only for an earlier deadline: one that moved later (every reply
+        # chunk moves it) is noticed when the clock wakes for the old one.
+        new = self.conversation.next_deadline()
+        armed = self._armed_deadline
+        if new is not None and (armed is None or new < armed):
+            self._deadline_changed.set()
 
     async def _turn_clock(self) -> None:
         """Ends questions whose reply never came and ones held offline too long."""
         while True:
             self._deadline_changed.clear()
-            deadline = self.conversation.next_deadline()
+            deadline = self._armed_deadline = self.conversation.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self._clock())
             try:
                 await asyncio.wait_for(self._deadline_changed.wait(), timeout)

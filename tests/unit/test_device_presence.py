@@ -24,6 +24,7 @@ from appliance.audio.devices import AudioDeviceError
 from appliance.audio.playback import Player
 from appliance.audio.stream import PortAudioHost
 from appliance.config import AudioConfig
+from waiting import wait_until
 
 MIC, SPEAKER = "usb-mic", "usb-speaker"
 RATE = 48000
@@ -224,13 +225,6 @@ class Reports:
         return [present for present, _ in self.calls]
 
 
-async def until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT_S) -> None:
-    """Poll a condition with a deadline (the fake has no events to wait on)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 def watch(stream: Any) -> asyncio.Task[None]:
@@ -260,11 +254,11 @@ def test_a_missing_device_raises_at_start_unless_allowed_and_then_it_is_reported
         assert reports.calls == [] and not capture.present
         assert capture.start(allow_missing=True) is None
         assert capture.start(allow_missing=True) is None  # asked again: still one report
-        await until(lambda: reports.calls, "the report")
+        await wait_until(lambda: reports.calls, "the report", TIMEOUT_S)
         await asyncio.sleep(0)  # let anything else scheduled run: no second report may be queued
         assert not capture.healthy(), "absent with nobody bringing it back: the watchdog should know"
         task = watch(capture)
-        await until(lambda: capture.watching, "the watch to start")
+        await wait_until(lambda: capture.watching, "the watch to start", TIMEOUT_S)
         assert capture.healthy()
         await cancel(task)
         capture.close()
@@ -287,18 +281,18 @@ def test_a_wedged_stream_is_dropped_reported_once_retried_with_backoff_and_repor
         capture.start()
         task = watch(capture)
         try:
-            await until(lambda: len(frames) > 5, "frames")
+            await wait_until(lambda: len(frames) > 5, "frames", TIMEOUT_S)
             machine.unplug(MIC)
             machine.wedge(MIC)  # the stream stays "active" but nothing more comes
-            await until(lambda: reports.calls, "the loss to be reported")
+            await wait_until(lambda: reports.calls, "the loss to be reported", TIMEOUT_S)
             assert not capture.present and capture.healthy()  # away, but being brought back: not a hung process
             lost = len(machine.lookups)
-            await until(lambda: len(machine.lookups) >= lost + 7, "seven attempts to reopen")
+            await wait_until(lambda: len(machine.lookups) >= lost + 7, "seven attempts to reopen", TIMEOUT_S)
             attempts = machine.lookups[lost:]
             machine.plug(MIC)
-            await until(lambda: len(reports.calls) == 2, "the return to be reported")
+            await wait_until(lambda: len(reports.calls) == 2, "the return to be reported", TIMEOUT_S)
             back_at = len(frames)
-            await until(lambda: len(frames) > back_at + 5, "frames again, through the same on_frame")
+            await wait_until(lambda: len(frames) > back_at + 5, "frames again, through the same on_frame", TIMEOUT_S)
             assert capture.healthy()
             return reports, capture, attempts, machine.initialisations, reports.threads
         finally:
@@ -332,15 +326,15 @@ def test_the_other_stream_is_left_alone_until_a_new_card_appears_and_then_only_p
         try:
             speaker_stream = player._stream
             machine.unplug(MIC)
-            await until(lambda: mic_reports.calls, "the microphone's loss")
-            await until(lambda: capture.stats.reopen_failures >= 3, "retries against the old list")
+            await wait_until(lambda: mic_reports.calls, "the microphone's loss", TIMEOUT_S)
+            await wait_until(lambda: capture.stats.reopen_failures >= 3, "retries against the old list", TIMEOUT_S)
             untouched = player._stream is speaker_stream and not speaker_stream.closed
             rescans_while_out = host.rescans
 
             machine.plug(MIC, new_card=True)  # a new card number: only a rescan sees it
-            await until(lambda: len(mic_reports.calls) == 2, "the microphone's return")
+            await wait_until(lambda: len(mic_reports.calls) == 2, "the microphone's return", TIMEOUT_S)
             callbacks = player.stats.callbacks
-            await until(lambda: player.stats.callbacks > callbacks + 5, "the speaker to call back after the rescan")
+            await wait_until(lambda: player.stats.callbacks > callbacks + 5, "the speaker to call back after the rescan", TIMEOUT_S)
             return {
                 "untouched": untouched, "rescans_while_out": rescans_while_out, "rescans": host.rescans,
                 "speaker_reports": speaker_reports.calls, "mic": mic_reports.states,
@@ -373,9 +367,9 @@ def test_a_device_back_at_its_old_address_reopens_without_a_rescan() -> None:
         tasks = [watch(player)]
         try:
             machine.unplug(SPEAKER)
-            await until(lambda: reports.calls, "the speaker's loss")
+            await wait_until(lambda: reports.calls, "the speaker's loss", TIMEOUT_S)
             machine.plug(SPEAKER, new_card=False)
-            await until(lambda: len(reports.calls) == 2, "the speaker's return")
+            await wait_until(lambda: len(reports.calls) == 2, "the speaker's return", TIMEOUT_S)
             return host.rescans, reports.states
         finally:
             await cancel(*tasks)
@@ -410,10 +404,10 @@ def test_the_player_keeps_its_promises_and_its_state_while_the_speaker_is_away()
             assert player.play_earcon("listen_start") is False
             player.end_of_reply()
             player.flush()
-            await until(lambda: fired == ["drained", "silent"], "the events of a reply that could not play")
+            await wait_until(lambda: fired == ["drained", "silent"], "the events of a reply that could not play", TIMEOUT_S)
 
             machine.plug(SPEAKER)
-            await until(lambda: reports.states == [False, True], "the speaker")
+            await wait_until(lambda: reports.states == [False, True], "the speaker", TIMEOUT_S)
             jitter = player.jitter
             player.set_volume(40)
 
@@ -423,13 +417,13 @@ def test_the_player_keeps_its_promises_and_its_state_while_the_speaker_is_away()
             player.new_reply()
             player.feed(reply * 100)  # 10 s at 24 kHz, about 1 s at the fake's pace
             player.end_of_reply()
-            await until(lambda: "first" in fired, "the reply to start playing")
+            await wait_until(lambda: "first" in fired, "the reply to start playing", TIMEOUT_S)
             machine.unplug(SPEAKER)
             machine.wedge(SPEAKER)
-            await until(lambda: "drained" in fired, "the drain promise")
+            await wait_until(lambda: "drained" in fired, "the drain promise", TIMEOUT_S)
             player.feed(reply)  # the rest of a lost reply goes nowhere, silently
             machine.plug(SPEAKER)
-            await until(lambda: "back" in fired, "the return")
+            await wait_until(lambda: "back" in fired, "the return", TIMEOUT_S)
             await asyncio.sleep(STALL_S)  # an observation window: nothing promised may fire twice
             return {"fired": list(fired), "jitter_kept": player.jitter is jitter, "events_kept": player.events is events,
                     "volume": player.volume}
@@ -455,10 +449,10 @@ def test_the_watch_carries_on_after_a_surprise_and_stop_means_stopped(caplog: py
         try:
             machine.unplug(MIC)
             machine.fail_next_init = RuntimeError("a bug in the rescan")
-            await until(lambda: reports.calls, "the loss")
-            await until(lambda: capture.stats.reopen_failures >= 2, "retries after the surprise")
+            await wait_until(lambda: reports.calls, "the loss", TIMEOUT_S)
+            await wait_until(lambda: capture.stats.reopen_failures >= 2, "retries after the surprise", TIMEOUT_S)
             machine.plug(MIC)
-            await until(lambda: capture.present, "the microphone back")
+            await wait_until(lambda: capture.present, "the microphone back", TIMEOUT_S)
             assert not task.done()
             capture.stop()
             opens = len(machine.opens)

@@ -80,6 +80,7 @@ class Daemon:
         #: a PortAudioHost to use instead of the system's (the soak's virtual card); not closed here
         self.audio_host = audio_host
         self._early_absence: dict[str, str] = {}
+        self._stopping_sent = False
         self.keyboard = keyboard
         self.pin_factory = pin_factory
         self.printer = printer
@@ -230,6 +231,7 @@ class Daemon:
         if dog_task is not None:  # no watchdog ping may follow STOPPING=1
             dog_task.cancel()
             await asyncio.gather(dog_task, return_exceptions=True)
+        self._stopping_sent = True
         sdnotify.stopping()
         return code
 
@@ -276,7 +278,9 @@ class Daemon:
         await self.timers.flush()
 
     def _on_state(self, state: State, reason: str) -> None:
-        sdnotify.status(f"{state.value}: {reason}")
+        # after STOPPING=1 nothing more is said to systemd (the teardown still moves the state)
+        if not self._stopping_sent:
+            sdnotify.status(f"{state.value}: {reason}")
 
     def _capture_alive(self) -> bool:
         """The stream calls back, or it is gone and its watch is waiting for it (not a hang)."""

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__
+from appliance import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,12 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ctl = sub.add_parser("ctl", help="talk to the running appliance: status, press, release, tap, stop, "
                                      "volume N, new-conversation")
-    from .control import add_arguments as add_ctl_arguments
+    from appliance.ipc.control import add_arguments as add_ctl_arguments
 
     add_ctl_arguments(ctl)
 
     doctor = sub.add_parser("doctor", help="check everything the appliance needs, with what to do about each problem")
-    from .doctor import add_arguments as add_doctor_arguments
+    from appliance.commands.doctor import add_arguments as add_doctor_arguments
 
     add_doctor_arguments(doctor)
 
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "whether the microphone hears the speaker")
 
     emulator = sub.add_parser("emulator", help="serve the offline Live API emulator on loopback")
-    from .live import emulator as emulator_module
+    from appliance.emulator import server as emulator_module
 
     emulator_module.add_arguments(emulator)
     return parser
@@ -73,8 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
 
-    from .config import ConfigError, control_socket_path, load_config, secure_control_socket_path
-    from .logsetup import setup_logging
+    from appliance.settings.loader import ConfigError, control_socket_path, load_config, secure_control_socket_path
+    from appliance.logsetup import setup_logging
 
     try:
         cfg = load_config(args.config, overrides=args.overrides)
@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             control_path = control_socket_path(cfg)
     except ConfigError as exc:
         if args.command == "doctor":
-            from .doctor import config_error_command
+            from appliance.commands.doctor import config_error_command
 
             return config_error_command(str(exc), args)
         print(f"appliance: {exc}", file=sys.stderr)
@@ -98,11 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "emulator":
-            from .live import emulator as emulator_module
+            from appliance.emulator import server as emulator_module
 
             return asyncio.run(emulator_module.run_from_args(args))
         if args.command == "ask":
-            from .ask import AskError, ask_command
+            from appliance.commands.ask import AskError, ask_command
 
             if args.wav is not None and args.text is not None:
                 parser.error("give either FILE.wav or --text, not both")
@@ -112,25 +112,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"appliance ask: {exc}", file=sys.stderr)
                 return exc.exit_code
         if args.command == "run":
-            from .daemon import run_command
+            from appliance.app.daemon import run_command
 
             return asyncio.run(run_command(cfg, keyboard=args.keyboard))
         if args.command == "ctl":
-            from .control import ctl_main
+            from appliance.ipc.control import ctl_main
 
             return ctl_main(args, control_path)
         if args.command == "doctor":
-            from .doctor import doctor_command
+            from appliance.commands.doctor import doctor_command
 
             return asyncio.run(doctor_command(cfg, args))
         if args.command == "devices":
             return devices_command(cfg)
         if args.command == "audio-test":
-            from .audio.selftest import audio_test_command
+            from appliance.commands.audio_test import audio_test_command
 
             return asyncio.run(audio_test_command(cfg))
         if args.command == "demo":
-            from .demo import demo_command
+            from appliance.commands.demo import demo_command
 
             return asyncio.run(demo_command(args.out, args.text))
     except KeyboardInterrupt:
@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def devices_command(cfg) -> int:
     try:
-        from .audio.devices import devices_report, open_pyaudio
+        from appliance.audio.devices import devices_report, open_pyaudio
 
         pa = open_pyaudio()
     except ImportError:

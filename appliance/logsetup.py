@@ -19,7 +19,7 @@ import re
 import sys
 from typing import TextIO
 
-from .secret import RedactingFilter
+from appliance.settings.secrets import RedactingFilter
 
 _SYSLOG_PRIORITY = {
     logging.DEBUG: 7,

@@ -221,7 +221,7 @@ resolve_paths() {
 
 check_source() {
     local needed
-    for needed in pyproject.toml appliance/config.py systemd/$UNIT scripts/install.sh; do
+    for needed in pyproject.toml appliance/cli.py systemd/$UNIT scripts/install.sh; do
         [ -f "$SOURCE/$needed" ] || die "$SOURCE is not the appliance source ($needed is missing); use --source DIR"
     done
 }
@@ -665,7 +665,7 @@ CONFIG_WRITER='
 import os, re, sys, tempfile
 if sys.version_info < (3, 11):
     sys.exit("Python %s is too old to write the config; set PYTHON to Python 3.11 or newer" % sys.version.split()[0])
-from appliance.config import ConfigError, config_template, load_config
+from appliance.settings.loader import ConfigError, config_template, load_config
 
 HEADER = re.compile(r"^\s*\[([^\]]*)\]\s*(#.*)?$")
 

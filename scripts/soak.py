@@ -55,14 +55,14 @@ import numpy as np  # noqa: E402
 
 from appliance.audio import speech  # noqa: E402
 from appliance.audio.virtual_card import MIC_NAME, SPEAKER_NAME, VirtualCard  # noqa: E402
-from appliance.conductor import State  # noqa: E402
-from appliance.config import (  # noqa: E402
+from appliance.app.conductor import State  # noqa: E402
+from appliance.settings.loader import (  # noqa: E402
     AudioConfig, ButtonConfig, Config, ControlConfig, LedsConfig, LiveConfig, StateConfig,
 )
-from appliance.control import request  # noqa: E402
-from appliance.daemon import Daemon  # noqa: E402
-from appliance.live.emulator import Emulator, EmulatorConfig, Scenario  # noqa: E402
-from appliance.live.session import LinkState  # noqa: E402
+from appliance.ipc.control import request  # noqa: E402
+from appliance.app.daemon import Daemon  # noqa: E402
+from appliance.emulator.server import Emulator, EmulatorConfig, Scenario  # noqa: E402
+from appliance.live.connection import LinkState  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------- settings
 
@@ -260,7 +260,7 @@ class LogWatch(logging.Handler):
         elif record.levelno >= logging.WARNING:
             self.warnings += 1
         self.lines.append((now, line))
-        if record.name == "appliance.live.session" and record.msg == "link %s -> %s: %s":
+        if record.name == "appliance.live.connection" and record.msg == "link %s -> %s: %s":
             self.links.append((now, str(record.args[1])))  # type: ignore[index]
 
     def between(self, start: float, end: float) -> list[str]:

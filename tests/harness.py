@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 from appliance.audio.frames import RATE
-from appliance.conductor import State
-from appliance.config import AudioConfig, ButtonConfig, Config, ControlConfig, LedsConfig, LiveConfig, StateConfig
-from appliance.daemon import Daemon
-from appliance.live.emulator import Emulator
+from appliance.app.conductor import State
+from appliance.settings.loader import AudioConfig, ButtonConfig, Config, ControlConfig, LedsConfig, LiveConfig, StateConfig
+from appliance.app.daemon import Daemon
+from appliance.emulator.server import Emulator
 from rigs import PulseRig
 
 KEY = "test-key-daemon-5c1f"

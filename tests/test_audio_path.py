@@ -21,12 +21,12 @@ import pytest
 from appliance.audio import speech
 from appliance.audio.frames import FRAME_SAMPLES, RATE
 from appliance.audio.resample import resample
-from appliance.config import AudioConfig, VadConfig
-from appliance.live import protocol as p
-from appliance.live.emulator import Emulator, EmulatorConfig, Scenario
-from appliance.live.session import LiveSession
-from appliance.secret import Secret
-from appliance.uplink import Mode, Uplink
+from appliance.settings.loader import AudioConfig, VadConfig
+from appliance.live import messages as p
+from appliance.emulator.server import Emulator, EmulatorConfig, Scenario
+from appliance.live.connection import LiveSession
+from appliance.settings.secrets import Secret
+from appliance.app.turntaking import Mode, Uplink
 from rigs import FileRig, PulseRig
 
 MIC_RATE = 48000

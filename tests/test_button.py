@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.button import ButtonError, Gesture, GestureTracker, GpioButton
-from appliance.config import ButtonConfig
-from appliance.keyboard import HELP_LINE, KeyboardButton
+from appliance.hw.button import ButtonError, Gesture, GestureTracker, GpioButton
+from appliance.settings.loader import ButtonConfig
+from appliance.hw.keyboard import HELP_LINE, KeyboardButton
 
 PRESS, TAP, HOLD, LONG = Gesture.PRESS, Gesture.RELEASE_TAP, Gesture.RELEASE_HOLD, Gesture.LONG_HOLD
 

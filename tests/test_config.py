@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance import config as config_module
-from appliance.config import (
+from appliance.settings import loader as config_module
+from appliance.settings.loader import (
     Config,
     ConfigError,
     LiveConfig,
@@ -25,7 +25,7 @@ from appliance.config import (
     load_api_key,
     load_config,
 )
-from appliance.secret import RedactingFilter, Secret, install_redaction
+from appliance.settings.secrets import RedactingFilter, Secret, install_redaction
 
 # built in two parts so that no file holds something shaped like a real key
 FAKE_KEY = "AI" + "zaSyFAKEfakeFAKEfake0123456789abcdefg"
@@ -329,7 +329,7 @@ def test_key_file_readable_by_others_warns(tmp_path: Path, mode: int) -> None:
 
 def test_key_file_warning_goes_to_the_log_by_default(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = key_file(tmp_path, "file-key\n", mode=0o644)
-    with caplog.at_level(logging.WARNING, logger="appliance.config"):
+    with caplog.at_level(logging.WARNING, logger="appliance.settings.loader"):
         load_api_key(config_with_key_file(path), env={})
     assert any("chmod 600" in record.getMessage() for record in caplog.records)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from appliance.control import (
+from appliance.ipc.control import (
     KNOWN_COMMANDS,
     MAX_REQUEST_BYTES,
     CommandError,
@@ -251,7 +251,7 @@ def test_handler_exception_is_an_error_reply_and_the_server_survives(
             await client.close()
             assert (await request(sock_path, "press"))["ok"] is True, "new connections still served"
 
-    with caplog.at_level(logging.ERROR, logger="appliance.control"):
+    with caplog.at_level(logging.ERROR, logger="appliance.ipc.control"):
         run(scenario())
     assert any(record.exc_info and "tap" in record.getMessage() for record in caplog.records)
 

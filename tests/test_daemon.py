@@ -20,10 +20,10 @@ import pytest
 
 from appliance.audio import speech
 from appliance.audio.frames import RATE
-from appliance.conductor import State
-from appliance.control import request
-from appliance.daemon import Daemon
-from appliance.live.emulator import Emulator, EmulatorConfig, Scenario
+from appliance.app.conductor import State
+from appliance.ipc.control import request
+from appliance.app.daemon import Daemon
+from appliance.emulator.server import Emulator, EmulatorConfig, Scenario
 from harness import BUTTON_PIN, KEY, LED_PIN, Running, config_for, eventually, speak
 
 QUESTION = "What is a good temperature for roasting vegetables?"

@@ -23,11 +23,11 @@ import pytest
 from appliance.audio.capture import Capture
 from appliance.audio.devices import AudioDeviceError
 from appliance.audio.frames import RATE
-from appliance.audio.playback import Player
+from appliance.audio.speaker import Player
 from appliance.audio.resample import resample
 from appliance.audio.stream import PortAudioHost
 from appliance.audio.virtual_card import MIC_NAME, SPEAKER_NAME, VirtualCard
-from appliance.config import AudioConfig
+from appliance.settings.loader import AudioConfig
 from rigs import MIC_PCM, SPEAKER_PCM, PulseRig
 from waiting import wait_until
 

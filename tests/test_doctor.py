@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from appliance.config import AudioConfig, ButtonConfig, Config, LedsConfig, LiveConfig, StateConfig
-from appliance.doctor import CHECK_NAMES, DoctorEnv, add_arguments, doctor_command, parse_throttled
-from appliance.live.emulator import Emulator, EmulatorConfig
+from appliance.settings.loader import AudioConfig, ButtonConfig, Config, LedsConfig, LiveConfig, StateConfig
+from appliance.commands.doctor import CHECK_NAMES, DoctorEnv, add_arguments, doctor_command, parse_throttled
+from appliance.emulator.server import Emulator, EmulatorConfig
 from rigs import ALSA_CONF, FileRig
 
 KEY = "test-key-doctor-7d2a91"

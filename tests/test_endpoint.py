@@ -19,11 +19,11 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from appliance.audio.endpoint import Endpointer, EndReason, SpeechDetector
+from appliance.audio.endpointing import Endpointer, EndReason, SpeechDetector
 from appliance.audio.frames import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES, RATE, ms_to_frames
 from appliance.audio.preroll import PrerollRing
 from appliance.audio.speech import spoken
-from appliance.config import AudioConfig, VadConfig
+from appliance.settings.loader import AudioConfig, VadConfig
 
 SENTENCE = "Turn on the kitchen light please"
 QUESTION = "What is the weather like tomorrow"

@@ -16,10 +16,10 @@ import pytest
 
 from appliance.audio import speech
 from appliance.audio.frames import RATE
-from appliance.conductor import State
-from appliance.config import AudioConfig
-from appliance.control import request
-from appliance.live.emulator import Emulator, EmulatorConfig, Scenario
+from appliance.app.conductor import State
+from appliance.settings.loader import AudioConfig
+from appliance.ipc.control import request
+from appliance.emulator.server import Emulator, EmulatorConfig, Scenario
 from harness import Running, config_for, speak
 from rigs import MIC_PCM, SPEAKER_PCM, PulseRig
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.config import load_config
+from appliance.settings.loader import load_config
 
 REPO = Path(__file__).resolve().parent.parent
 INSTALL = REPO / "scripts" / "install.sh"
@@ -182,7 +182,7 @@ def test_root_install_lays_out_the_program_and_unit(installed: Path) -> None:
 
     src = installed / "opt/appliance/src"
     assert mode_owner(src / "scripts/install.sh") == (0o755, 0, 0)
-    assert mode_owner(src / "appliance/config.py") == (0o644, 0, 0)
+    assert mode_owner(src / "appliance/cli.py") == (0o644, 0, 0)
     assert (src / "pyproject.toml").read_bytes() == (REPO / "pyproject.toml").read_bytes()
     assert not list(src.rglob("__pycache__"))
     assert os.readlink(installed / "usr/local/bin/appliance") == "/opt/appliance/venv/bin/appliance"

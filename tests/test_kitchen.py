@@ -10,9 +10,9 @@ import pytest
 
 from appliance.audio import speech
 from appliance.audio.frames import RATE
-from appliance.conductor import State
-from appliance.control import request
-from appliance.live.emulator import Emulator, EmulatorConfig, Scenario
+from appliance.app.conductor import State
+from appliance.ipc.control import request
+from appliance.emulator.server import Emulator, EmulatorConfig, Scenario
 from harness import BUTTON_PIN, Running, config_for, speak
 
 QUESTION = "Set a timer for the eggs please."

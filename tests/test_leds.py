@@ -10,8 +10,8 @@ import pytest
 from gpiozero import Button, Device, GPIOPinInUse, PWMLED
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from appliance.config import LedsConfig
-from appliance.leds import STATES, Leds, LedsError, build_leds, pattern_for
+from appliance.settings.loader import LedsConfig
+from appliance.hw.leds import STATES, Leds, LedsError, build_leds, pattern_for
 
 RGB_PINS = (5, 6, 13)
 TIMEOUT_S = 5.0

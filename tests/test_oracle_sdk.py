@@ -3,7 +3,7 @@
 Why: our client builders and our emulator were both written from the same protocol notes. If both
 misread a field, every other test still passes. The SDK's pydantic types and its live client are an
 independent reading of the wire format, so here they check
-  1. every client message our builders in `appliance.live.protocol` produce,
+  1. every client message our builders in `appliance.live.messages` produce,
   2. every message the emulator sends (captured with a bare websocket client), and
   3. that the SDK's own live client can hold a conversation with the emulator.
 
@@ -50,8 +50,8 @@ from google import genai
 from google.genai import types
 from websockets.asyncio.client import ClientConnection, connect
 
-from appliance.live import protocol
-from appliance.live.emulator import DEFAULT_MODELS, Emulator, EmulatorConfig, Scenario
+from appliance.live import messages as protocol
+from appliance.emulator.server import DEFAULT_MODELS, Emulator, EmulatorConfig, Scenario
 from appliance.live.profiles import known_models, profile_for
 
 WAIT_S = 5.0  # upper bound for any single wait; a healthy run takes milliseconds

@@ -20,11 +20,11 @@ import pytest
 
 from appliance.audio.devices import AudioDeviceError, DeviceInfo
 from appliance.audio.earcons import earcon
-from appliance.audio.playback import OutputFormat, Player, _encode, choose_output_format
+from appliance.audio.speaker import OutputFormat, Player, _encode, choose_output_format
 from appliance.audio.resample import resample
 from appliance.audio.speech import spoken, speechlike
 from appliance.audio.volume import GainRamp, VolumeStore, level_to_gain
-from appliance.config import AudioConfig
+from appliance.settings.loader import AudioConfig
 from rigs import PulseRig, pulse_available
 from waiting import wait_until
 

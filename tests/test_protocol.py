@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.live import protocol as p
+from appliance.live import messages as p
 from appliance.live.profiles import known_models, profile_for
 
 PCM = bytes(range(256)) * 4

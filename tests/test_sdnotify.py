@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance import sdnotify
-from appliance.sdnotify import Check, Watchdog, seen_within
+from appliance.ipc import sdnotify
+from appliance.ipc.sdnotify import Check, Watchdog, seen_within
 
 WAIT = 5.0
 
@@ -99,7 +99,7 @@ def test_a_broken_socket_never_raises_and_is_logged_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "gone.sock"))
-    with caplog.at_level(logging.DEBUG, logger="appliance.sdnotify"):
+    with caplog.at_level(logging.DEBUG, logger="appliance.ipc.sdnotify"):
         assert sdnotify.watchdog() is False
         assert sdnotify.watchdog() is False
         assert sdnotify.status("idle") is False
@@ -184,7 +184,7 @@ def test_watchdog_stops_pinging_while_a_check_fails_and_resumes_after(
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    with caplog.at_level(logging.INFO, logger="appliance.sdnotify"):
+    with caplog.at_level(logging.INFO, logger="appliance.ipc.sdnotify"):
         asyncio.run(asyncio.wait_for(scenario(), 30))
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1, "the failure is logged once, not on every tick"

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from appliance.audio.speech import speechlike
-from appliance.live import protocol as p
+from appliance.live import messages as p
 from appliance.live.backoff import Backoff
-from appliance.live.emulator import Emulator, EmulatorConfig, Scenario
+from appliance.emulator.server import Emulator, EmulatorConfig, Scenario
 from appliance.live.conversation import Attributed, Outcome, TurnEnded
-from appliance.live.session import (
+from appliance.live.connection import (
     CloseKind,
     InsecureEndpointError,
     LinkChanged,
@@ -24,7 +24,7 @@ from appliance.live.session import (
     check_endpoint,
     classify_close,
 )
-from appliance.secret import Secret
+from appliance.settings.secrets import Secret
 
 KEY = Secret("test-key-7f3a9c1e5b-do-not-log")
 SET_TIMER = {
@@ -452,7 +452,7 @@ def test_config_errors_back_off_slowly():
 
 
 def test_an_ephemeral_token_uses_the_constrained_endpoint_and_token_header():
-    from appliance.config import LiveConfig, endpoint_url
+    from appliance.settings.loader import LiveConfig, endpoint_url
 
     async def scenario():
         async with Emulator(EmulatorConfig(pace=0), Scenario(reply="tone", tone_seconds=0.2)) as emu:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.config import TimersConfig
-from appliance.tools.timers import TIMERS_FILE, Timer, TimerError, TimerService, TimerStore
+from appliance.settings.loader import TimersConfig
+from appliance.timers.service import TIMERS_FILE, Timer, TimerError, TimerService, TimerStore
 
 WAIT = 3.0
 CHECK = 0.01
@@ -416,7 +416,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file(
 ) -> None:
     store = TimerStore(path)
     first = Timer(id="t1", label="eggs", duration_s=60, deadline=START + 60, created_at=START)
-    from appliance.tools.timers import StoredTimers
+    from appliance.timers.service import StoredTimers
 
     store.save(StoredTimers([first], 2))
     before = path.read_bytes()
@@ -424,7 +424,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file(
     def broken_fsync(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("appliance.tools.timers.os.fsync", broken_fsync)
+    monkeypatch.setattr("appliance.timers.service.os.fsync", broken_fsync)
     with pytest.raises(OSError):
         store.save(StoredTimers([], 2))
     assert path.read_bytes() == before

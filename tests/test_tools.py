@@ -20,9 +20,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from google.genai import types
 
-from appliance.config import Config, PrivacyConfig, TimersConfig, ToolsConfig
+from appliance.settings.loader import Config, PrivacyConfig, TimersConfig, ToolsConfig
 from appliance.live.profiles import profile_for
-from appliance.live.protocol import (
+from appliance.live.messages import (
     FunctionCall,
     FunctionResponse,
     SessionSettings,
@@ -32,7 +32,7 @@ from appliance.live.protocol import (
 )
 from appliance.tools import ALL_TOOLS, Tool, ToolContext, ToolError, ToolRegistry
 from appliance.tools.registry import MAX_REMEMBERED_CALLS
-from appliance.tools.timers import TIMERS_FILE, Timer, TimerService, TimerStore
+from appliance.timers.service import TIMERS_FILE, Timer, TimerService, TimerStore
 
 WAIT = 3.0
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -8,14 +8,14 @@ import dataclasses
 import numpy as np
 
 from appliance.audio import speech
-from appliance.audio.endpoint import EndReason
+from appliance.audio.endpointing import EndReason
 from appliance.audio.frames import FRAME_BYTES, FRAME_SAMPLES, RATE
-from appliance.config import AudioConfig, VadConfig
-from appliance.live import protocol as p
-from appliance.live.emulator import Emulator, EmulatorConfig, Scenario
-from appliance.live.session import LiveSession
-from appliance.secret import Secret
-from appliance.uplink import Mode, TurnReport, Uplink
+from appliance.settings.loader import AudioConfig, VadConfig
+from appliance.live import messages as p
+from appliance.emulator.server import Emulator, EmulatorConfig, Scenario
+from appliance.live.connection import LiveSession
+from appliance.settings.secrets import Secret
+from appliance.app.turntaking import Mode, TurnReport, Uplink
 
 AUDIO = AudioConfig()
 VAD = VadConfig()

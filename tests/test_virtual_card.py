@@ -27,12 +27,12 @@ from appliance.audio import virtual_card
 from appliance.audio.capture import Capture
 from appliance.audio.devices import AudioDeviceError
 from appliance.audio.frames import FRAME_SAMPLES, RATE
-from appliance.audio.playback import Player
+from appliance.audio.speaker import Player
 from appliance.audio.resample import resample
 from appliance.audio.speech import speechlike
 from appliance.audio.virtual_card import MIC_NAME, SPEAKER_NAME, VirtualCard
 from appliance.audio.wavio import read_wav
-from appliance.config import AudioConfig
+from appliance.settings.loader import AudioConfig
 
 SPEED = 4.0
 TIMEOUT_S = 5.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from .frames import FRAME_BYTES, ms_to_frames
+from appliance.audio.frames import FRAME_BYTES, ms_to_frames
 
 
 class PrerollRing:

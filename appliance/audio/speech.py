@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import wavio
-from .resample import float_to_pcm16
+from appliance.audio import wavio
+from appliance.audio.resample import float_to_pcm16
 
 
 def espeak_available() -> bool:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomicfile import write_atomic
+from appliance.atomicfile import write_atomic
 
 __all__ = [
     "MIN_DB",

@@ -37,7 +37,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from . import protocol as p
+from appliance.live import messages as p
 
 #: cut replies remembered at once; a burst of presses beyond this forgets the oldest
 MAX_CUTS = 8

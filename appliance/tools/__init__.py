@@ -1,7 +1,7 @@
 """Function tools the model may call on the device (timers, clock, volume).
 
 Adding a tool: write a module with a `TOOL = Tool(...)` and add one line to `ALL_TOOLS`
-(and its name to `appliance.config.TOOL_NAMES` so `[tools] enabled` accepts it).
+(and its name to `appliance.settings.loader.TOOL_NAMES` so `[tools] enabled` accepts it).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from appliance.tools.registry import (
     ToolRegistry,
     resolve_time_zone,
 )
-from appliance.tools.timers import Timer, TimerError, TimerService, TimerStore
+from appliance.timers.service import Timer, TimerError, TimerService, TimerStore
 
 ALL_TOOLS: dict[str, Tool] = {
     tool.name: tool

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from appliance.tools.registry import Tool, ToolContext
-from appliance.tools.timers import Timer, TimerService
+from appliance.timers.service import Timer, TimerService
 
 
 def timer_row(timers: TimerService, timer: Timer) -> dict[str, Any]:

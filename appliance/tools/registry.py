@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from appliance.live.protocol import FunctionResponse, ToolCall
+from appliance.live.messages import FunctionResponse, ToolCall
 
 if TYPE_CHECKING:
-    from appliance.config import Config
-    from appliance.tools.timers import TimerService
+    from appliance.settings.loader import Config
+    from appliance.timers.service import TimerService
 
 __all__ = [
     "MAX_REMEMBERED_CALLS",

@@ -11,10 +11,10 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from appliance.live import protocol as p
+from appliance.live import messages as p
 from appliance.live.conversation import Conversation, TurnEnded
-from appliance.live.session import LinkChanged, LinkState, SessionStats
-from appliance.uplink import Mode, TurnReport
+from appliance.live.connection import LinkChanged, LinkState, SessionStats
+from appliance.app.turntaking import Mode, TurnReport
 
 
 class FakeSession:

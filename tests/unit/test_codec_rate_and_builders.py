@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from appliance.live import protocol as p
+from appliance.live import messages as p
 from appliance.live.profiles import known_models, profile_for
 
 PCM = b"\x01\x02" * 480

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.live import protocol as p
+from appliance.live import messages as p
 
 LONE = "\ud800"
 #: any code point, with lone surrogates and NULs drawn far more often than by chance

@@ -7,12 +7,12 @@ import asyncio
 
 import pytest
 
-from appliance.button import Gesture
-from appliance.conductor import Conductor, State
-from appliance.config import Config
-from appliance.live import protocol as p
-from appliance.live.session import LinkState
-from appliance.supervisor import Supervisor
+from appliance.hw.button import Gesture
+from appliance.app.conductor import Conductor, State
+from appliance.settings.loader import Config
+from appliance.live import messages as p
+from appliance.live.connection import LinkState
+from appliance.app.supervisor import Supervisor
 from fakes import FakeLights, FakeSession, FakeSpeaker, FakeUplink
 
 AUDIO = p.AudioChunk(b"\1\0" * 480)

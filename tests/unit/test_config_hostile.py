@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance import config as config_module
-from appliance.config import (
+from appliance.settings import loader as config_module
+from appliance.settings.loader import (
     CONFIG_MAX_BYTES,
     KEY_FILE_MAX_BYTES,
     Config,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance import config as config_module
+from appliance.settings import loader as config_module
 from appliance.cli import main
-from appliance.config import Config, ConfigError, control_socket_path, secure_control_socket_path
+from appliance.settings.loader import Config, ConfigError, control_socket_path, secure_control_socket_path
 
 NO_RUNTIME: dict[str, str] = {}  # neither RUNTIME_DIRECTORY nor XDG_RUNTIME_DIR
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from appliance.control import MAX_CLIENTS, MAX_REQUEST_BYTES, ControlServer, ctl_main, request
+from appliance.ipc.control import MAX_CLIENTS, MAX_REQUEST_BYTES, ControlServer, ctl_main, request
 
 WAIT = 5.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.live import protocol as p
+from appliance.live import messages as p
 from appliance.live.conversation import Conversation, Origin, Outcome, Phase
 
 AUDIO = p.AudioChunk(b"\0\0" * 240)

@@ -21,9 +21,9 @@ import pytest
 
 from appliance.audio.capture import Capture
 from appliance.audio.devices import AudioDeviceError
-from appliance.audio.playback import Player
+from appliance.audio.speaker import Player
 from appliance.audio.stream import PortAudioHost
-from appliance.config import AudioConfig
+from appliance.settings.loader import AudioConfig
 from waiting import wait_until
 
 MIC, SPEAKER = "usb-mic", "usb-speaker"

@@ -15,9 +15,9 @@ import pytest
 from gpiozero import PWMLED
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from appliance import leds as leds_module
-from appliance.config import LedsConfig
-from appliance.leds import Leds, build_leds
+from appliance.hw import leds as leds_module
+from appliance.settings.loader import LedsConfig
+from appliance.hw.leds import Leds, build_leds
 
 TIMEOUT_S = 5.0
 GATE_LIMIT_S = 30.0  # a closed gate gives up after this, so a broken test cannot hang the run
@@ -138,7 +138,7 @@ def test_close_gives_up_on_a_stuck_worker_after_a_bounded_wait(
     pin.gate.clear()
     leds.show("alarm")
     assert pin.blocked.wait(TIMEOUT_S)
-    with caplog.at_level(logging.WARNING, logger="appliance.leds"):
+    with caplog.at_level(logging.WARNING, logger="appliance.hw.leds"):
         leds.close()
     assert not pin.gave_up, "close() waited for gpiozero instead of giving up"
     assert any("did not turn off" in record.getMessage() for record in caplog.records)

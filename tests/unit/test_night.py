@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from appliance.night import NightError, NightMode, NightWindow
+from appliance.hw.night import NightError, NightMode, NightWindow
 
 
 def at(hh: int, mm: int = 0) -> dt.datetime:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .emulator_schema import decode_base64
+from appliance.emulator.schema import decode_base64
 
 __all__ = ["ConnectionRecord", "Received", "TurnEnding", "TurnRecord", "scrub_blobs"]
 

@@ -49,12 +49,12 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from ..netutil import is_loopback_host
-from .emulator_connection import ConnectionHandler, Conversation
-from .emulator_connection import INTERNAL_ERROR, MAX_GO_AWAY_S
-from .emulator_records import ConnectionRecord, Received, TurnEnding, TurnRecord
-from .emulator_scenario import SCENARIO_HELP, Scenario, ScenarioError
-from .emulator_schema import DEFAULT_MODEL_RULES, ModelRules
+from appliance.netutil import is_loopback_host
+from appliance.emulator.connection import ConnectionHandler, Conversation
+from appliance.emulator.connection import INTERNAL_ERROR, MAX_GO_AWAY_S
+from appliance.emulator.records import ConnectionRecord, Received, TurnEnding, TurnRecord
+from appliance.emulator.scenario import SCENARIO_HELP, Scenario, ScenarioError
+from appliance.emulator.schema import DEFAULT_MODEL_RULES, ModelRules
 
 __all__ = [
     "ConnectionRecord",
@@ -79,7 +79,7 @@ DEFAULT_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGe
 LOG_QUEUE_LINES = 10_000
 
 # websockets logs the request line at DEBUG level, and a request line may hold ?key=. Keep this logger at INFO.
-_ws_logger = logging.getLogger("appliance.live.emulator.websockets")
+_ws_logger = logging.getLogger("appliance.emulator.server.websockets")
 # never below INFO (debug lines would show request URLs), otherwise as the root logger says
 _ws_logger.addFilter(lambda record: record.levelno >= logging.INFO)
 

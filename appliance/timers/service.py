@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.atomicfile import FileRefused, read_regular_file, write_atomic
-from appliance.config import TimersConfig
+from appliance.settings.loader import TimersConfig
 
 __all__ = [
     "DEFAULT_CHECK_INTERVAL_S",

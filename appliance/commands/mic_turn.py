@@ -13,12 +13,12 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from .ask import AskError, TurnResult, collect_reply, connect, session_from_config
-from .audio import wavio
-from .config import Config, state_dir
-from .live import protocol as p
-from .secret import Secret
-from .uplink import Mode, TurnReport, Uplink
+from appliance.commands.ask import AskError, TurnResult, collect_reply, connect, session_from_config
+from appliance.audio import wavio
+from appliance.settings.loader import Config, state_dir
+from appliance.live import messages as p
+from appliance.settings.secrets import Secret
+from appliance.app.turntaking import Mode, TurnReport, Uplink
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 async def ask_microphone(
     cfg: Config, api_key: Secret, *, out: Path | None, printer: Callable[[str], None] = print
 ) -> TurnResult:
-    from .audio.capture import Capture
-    from .audio.devices import AudioDeviceError, open_pyaudio
-    from .audio.playback import Player
+    from appliance.audio.capture import Capture
+    from appliance.audio.devices import AudioDeviceError, open_pyaudio
+    from appliance.audio.speaker import Player
 
     loop = asyncio.get_running_loop()
     try:

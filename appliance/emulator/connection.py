@@ -23,9 +23,9 @@ from websockets.protocol import State
 
 from appliance.audio.resample import resample_pcm16
 
-from .emulator_records import ConnectionRecord, Received, TurnEnding, TurnRecord, scrub_blobs
-from .emulator_scenario import OUTPUT_RATE, Scenario, tone_pcm
-from .emulator_schema import (
+from appliance.emulator.records import ConnectionRecord, Received, TurnEnding, TurnRecord, scrub_blobs
+from appliance.emulator.scenario import OUTPUT_RATE, Scenario, tone_pcm
+from appliance.emulator.schema import (
     INVALID_ARGUMENT,
     ModelRules,
     ProtocolViolation,
@@ -44,7 +44,7 @@ from .emulator_schema import (
 )
 
 if TYPE_CHECKING:
-    from .emulator import Emulator
+    from appliance.emulator.server import Emulator
 
 __all__ = ["ConnectionHandler", "Conversation"]
 

@@ -22,12 +22,12 @@ import sys
 from contextlib import AsyncExitStack
 from typing import Any, Callable
 
-from . import sdnotify
-from .ask import session_from_config
-from .supervisor import Supervisor
-from .button import ButtonError, Gesture
-from .conductor import Conductor, State
-from .config import (
+from appliance.ipc import sdnotify
+from appliance.commands.ask import session_from_config
+from appliance.app.supervisor import Supervisor
+from appliance.hw.button import ButtonError, Gesture
+from appliance.app.conductor import Conductor, State
+from appliance.settings.loader import (
     Config,
     ConfigError,
     control_socket_path,
@@ -36,12 +36,12 @@ from .config import (
     secure_control_socket_path,
     state_dir,
 )
-from .control import ControlError, ControlServer
-from .leds import LedsError, build_leds
-from .live.session import InsecureEndpointError, check_endpoint
-from .netutil import is_loopback_host
-from .secret import NO_API_KEY, Secret, install_redaction
-from .uplink import Uplink
+from appliance.ipc.control import ControlError, ControlServer
+from appliance.hw.leds import LedsError, build_leds
+from appliance.live.connection import InsecureEndpointError, check_endpoint
+from appliance.netutil import is_loopback_host
+from appliance.settings.secrets import NO_API_KEY, Secret, install_redaction
+from appliance.app.turntaking import Uplink
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +130,9 @@ class Daemon:
 
     async def _run(self, stack: AsyncExitStack, loop: asyncio.AbstractEventLoop,
                    key: Secret | None, cannot_talk: str | None) -> int:
-        from .audio.capture import Capture
-        from .audio.playback import Player
-        from .audio.stream import PortAudioHost
+        from appliance.audio.capture import Capture
+        from appliance.audio.speaker import Player
+        from appliance.audio.stream import PortAudioHost
 
         # one PortAudio for both devices: a rescan (after an unplug) re-initialises it
         host = self.audio_host or PortAudioHost()
@@ -143,8 +143,8 @@ class Daemon:
                              on_presence=self._presence("speaker"))
         await self.player.start_async(allow_missing=True)
         stack.push_async_callback(self.player.close_async)
-        from .tools import ToolContext, ToolRegistry
-        from .tools.timers import TimerService, TimerStore
+        from appliance.tools import ToolContext, ToolRegistry
+        from appliance.timers.service import TimerService, TimerStore
 
         self.timers = TimerService(
             TimerStore.in_dir(state_dir(self.cfg)), self.cfg.timers, loop,
@@ -238,14 +238,14 @@ class Daemon:
     # ------------------------------------------------------------------ wiring
 
     def _start_button(self, stack: AsyncExitStack, loop: asyncio.AbstractEventLoop, conductor: Conductor) -> None:
-        from .button import VirtualButton
+        from appliance.hw.button import VirtualButton
 
         # `appliance ctl press/release/tap` go through the same gesture logic as the pin
         self._virtual_button = VirtualButton(self.cfg.button, loop, conductor.gesture)
         stack.callback(self._virtual_button.close)
         use_keyboard = self.keyboard
         if not use_keyboard and self.cfg.button.enabled:
-            from .button import GpioButton
+            from appliance.hw.button import GpioButton
 
             try:
                 button = GpioButton(self.cfg.button, loop, conductor.gesture, pin_factory=self.pin_factory)
@@ -257,7 +257,7 @@ class Daemon:
                 log.warning("%s; using this terminal as the button instead", exc)
                 use_keyboard = True
         if use_keyboard:
-            from .keyboard import KeyboardButton
+            from appliance.hw.keyboard import KeyboardButton
 
             try:
                 kb = KeyboardButton(loop, conductor.gesture, printer=self.printer, on_quit=self.request_stop)

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from .config import (
+from appliance.settings.loader import (
     API_KEY_ENV,
     CREDENTIAL_NAME,
     Config,
@@ -44,8 +44,8 @@ from .config import (
     load_api_key,
     state_dir,
 )
-from .netutil import is_loopback_host
-from .secret import Secret
+from appliance.netutil import is_loopback_host
+from appliance.settings.secrets import Secret
 
 __all__ = [
     "CHECK_NAMES",
@@ -145,7 +145,7 @@ def run_command(argv: Sequence[str], timeout: float) -> CommandResult:
 
 
 def _open_pyaudio() -> Any:
-    from .audio.devices import open_pyaudio
+    from appliance.audio.devices import open_pyaudio
 
     return open_pyaudio()
 
@@ -238,8 +238,8 @@ def _config_problems(cfg: Config) -> list[str]:
     """What `load_config` or the daemon would refuse in this configuration."""
     # The loader's own per-key and cross-key rules, applied to the values as they are now
     # (the Config may have been built or changed in code after loading).
-    from . import config as config_module
-    from .live.session import InsecureEndpointError, check_endpoint
+    from appliance.settings import loader as config_module
+    from appliance.live.connection import InsecureEndpointError, check_endpoint
 
     problems: list[str] = []
     for section, (_section_type, specs) in config_module._sections().items():
@@ -483,8 +483,8 @@ async def check_key_accepted(ctx: _Context) -> Check:
     if key is None and not is_loopback_host(host):
         return _fail(name, "not tried: no API key", "see the api-key check")
 
-    from .ask import session_from_config
-    from .live.session import InsecureEndpointError, LinkChanged, LinkState
+    from appliance.commands.ask import session_from_config
+    from appliance.live.connection import InsecureEndpointError, LinkChanged, LinkState
 
     budget = min(cfg.live.setup_timeout_s, SETUP_ROUND_TRIP_S)
     quick = dataclasses.replace(cfg, live=dataclasses.replace(cfg.live, setup_timeout_s=budget))
@@ -553,8 +553,8 @@ async def _start_pyaudio(env: DoctorEnv, name: str, alsa_tool: str) -> Any:
 async def check_audio_devices(ctx: _Context) -> Check:
     name = "audio-devices"
     env, audio = ctx.env, ctx.cfg.audio
-    from .audio.devices import AudioDeviceError, choose_input_format, find_device
-    from .audio.playback import choose_output_format
+    from appliance.audio.devices import AudioDeviceError, choose_input_format, find_device
+    from appliance.audio.speaker import choose_output_format
 
     pa = await _start_pyaudio(env, name, "aplay -l")
     if isinstance(pa, Check):
@@ -603,9 +603,9 @@ def _dbfs(value: float) -> str:
 async def check_microphone(ctx: _Context) -> Check:
     name = "microphone"
     env, audio = ctx.env, ctx.cfg.audio
-    from .audio.capture import Capture
-    from .audio.devices import AudioDeviceError
-    from .audio.frames import FRAME_MS
+    from appliance.audio.capture import Capture
+    from appliance.audio.devices import AudioDeviceError
+    from appliance.audio.frames import FRAME_MS
 
     pa = await _start_pyaudio(env, name, "arecord -l")
     if isinstance(pa, Check):
@@ -674,8 +674,8 @@ async def check_gpio(ctx: _Context) -> Check:
     if not want_button and not want_leds:
         return _skip(name, 'button.enabled = false and leds.kind = "none"')
 
-    from .button import ButtonError, GpioButton
-    from .leds import LedsError, build_leds
+    from appliance.hw.button import ButtonError, GpioButton
+    from appliance.hw.leds import LedsError, build_leds
 
     opened: list[Any] = []
     parts: list[str] = []

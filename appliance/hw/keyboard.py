@@ -22,7 +22,7 @@ import termios
 from collections.abc import Callable
 from typing import IO, Any
 
-from .button import ButtonError, Gesture
+from appliance.hw.button import ButtonError, Gesture
 
 __all__ = ["HELP_LINE", "KeyboardButton"]
 

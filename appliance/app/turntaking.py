@@ -26,12 +26,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .audio.endpoint import Endpointer, EndReason, SpeechDetector
-from .audio.frames import FRAME_MS, ms_to_frames
-from .audio.preroll import PrerollRing
-from .channel import OrderedChannel
-from .config import AudioConfig, VadConfig
-from .live.session import LiveSession
+from appliance.audio.endpointing import Endpointer, EndReason, SpeechDetector
+from appliance.audio.frames import FRAME_MS, ms_to_frames
+from appliance.audio.preroll import PrerollRing
+from appliance.live.channel import OrderedChannel
+from appliance.settings.loader import AudioConfig, VadConfig
+from appliance.live.connection import LiveSession
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..config import Config, state_dir
-from .frames import FRAME_MS, RATE
-from .resample import resample
+from appliance.settings.loader import Config, state_dir
+from appliance.audio.frames import FRAME_MS, RATE
+from appliance.audio.resample import resample
 
 SWEEP_RATE = 24000
 SWEEP_SECONDS = 1.5
@@ -100,9 +100,9 @@ class _FrameTap:
 
 
 async def run_self_test(cfg: Config, *, pa: Any = None) -> SelfTestReport:
-    from .capture import Capture
-    from .devices import AudioDeviceError, open_pyaudio
-    from .playback import Player
+    from appliance.audio.capture import Capture
+    from appliance.audio.devices import AudioDeviceError, open_pyaudio
+    from appliance.audio.speaker import Player
 
     loop = asyncio.get_running_loop()
     report = SelfTestReport()

@@ -47,7 +47,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from appliance.config import LedsConfig
+from appliance.settings.loader import LedsConfig
 
 __all__ = ["STATES", "Leds", "LedsError", "Pattern", "build_leds", "pattern_for"]
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .logsetup import escape_controls
+from appliance.logsetup import escape_controls
 
 log = logging.getLogger(__name__)
 

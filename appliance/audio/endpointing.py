@@ -36,8 +36,8 @@ import enum
 from collections import deque
 from typing import Literal, Protocol
 
-from ..config import AudioConfig, VadConfig
-from .frames import FRAME_BYTES, RATE, ms_to_frames
+from appliance.settings.loader import AudioConfig, VadConfig
+from appliance.audio.frames import FRAME_BYTES, RATE, ms_to_frames
 
 #: per aggressiveness 0..3: the longest "speech" run webrtcvad reports for a lone 20 ms click (measured)
 _CLICK_RUN = (6, 6, 5, 5)

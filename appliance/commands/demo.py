@@ -20,16 +20,16 @@ from typing import Callable
 
 import numpy as np
 
-from .ask import session_from_config
-from .audio import speech, wavio
-from .audio.frames import RATE
-from .audio.resample import resample
-from .button import Gesture
-from .conductor import Conductor, State
-from .config import AudioConfig, Config, LiveConfig
-from .live.emulator import Emulator, EmulatorConfig, Scenario
-from .secret import Secret
-from .uplink import Uplink
+from appliance.commands.ask import session_from_config
+from appliance.audio import speech, wavio
+from appliance.audio.frames import RATE
+from appliance.audio.resample import resample
+from appliance.hw.button import Gesture
+from appliance.app.conductor import Conductor, State
+from appliance.settings.loader import AudioConfig, Config, LiveConfig
+from appliance.emulator.server import Emulator, EmulatorConfig, Scenario
+from appliance.settings.secrets import Secret
+from appliance.app.turntaking import Uplink
 
 OFFLINE_KEY = Secret("offline-demo-key")
 REPLY_TEXT = "Echoing you back, since I am the offline emulator."
@@ -74,9 +74,9 @@ def i2s_microphone_audio(pcm16k: bytes) -> np.ndarray:
 
 
 async def demo_command(out_dir: Path, text: str, printer: Callable[[str], None] = print) -> int:
-    from .audio.capture import Capture
-    from .audio.playback import Player
-    from .audio.virtual_card import VirtualCard
+    from appliance.audio.capture import Capture
+    from appliance.audio.speaker import Player
+    from appliance.audio.virtual_card import VirtualCard
 
     timeline = Timeline(printer)
     pcm, how = speech.utterance(text)

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from .profiles import ModelProfile
+from appliance.live.profiles import ModelProfile
 
 INPUT_RATE = 16000
 OUTPUT_RATE = 24000

@@ -50,7 +50,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from appliance.atomicfile import FileRefused, read_regular_file
 from appliance.netutil import is_loopback_host
-from appliance.secret import Secret
+from appliance.settings.secrets import Secret
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",

@@ -24,12 +24,12 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any, Awaitable, Callable, Protocol
 
-from .button import Gesture
-from .config import Config
-from .live import protocol as p
-from .live.conversation import Attributed, Outcome, TurnEnded
-from .live.session import LinkChanged, LinkState, LiveSession
-from .uplink import Mode, TurnReport, Uplink
+from appliance.hw.button import Gesture
+from appliance.settings.loader import Config
+from appliance.live import messages as p
+from appliance.live.conversation import Attributed, Outcome, TurnEnded
+from appliance.live.connection import LinkChanged, LinkState, LiveSession
+from appliance.app.turntaking import Mode, TurnReport, Uplink
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ LIGHT_FOR_STATE = {State.NO_MICROPHONE: "error", State.NO_SPEAKER: "error"}
 
 
 class Speaker(Protocol):
-    """What the conductor needs of the speaker (appliance.audio.playback.Player)."""
+    """What the conductor needs of the speaker (appliance.audio.speaker.Player)."""
 
     events: Any
     underruns: int
@@ -84,7 +84,7 @@ class Lights(Protocol):
 
 
 class Alarms(Protocol):
-    """What the conductor needs of the timers (appliance.tools.timers.TimerService)."""
+    """What the conductor needs of the timers (appliance.timers.service.TimerService)."""
 
     @property
     def any_ringing(self) -> bool: ...

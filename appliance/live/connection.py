@@ -27,13 +27,13 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from ..channel import OrderedChannel
-from ..netutil import is_loopback_host
-from ..secret import RedactingFilter, Secret
-from . import protocol as p
-from .conversation import TURN_EVENTS, Attributed, Conversation, Origin, TurnEnded
-from .backoff import Backoff, config_error_backoff, quota_backoff, transient_backoff
-from .profiles import ModelProfile, profile_for
+from appliance.live.channel import OrderedChannel
+from appliance.netutil import is_loopback_host
+from appliance.settings.secrets import RedactingFilter, Secret
+from appliance.live import messages as p
+from appliance.live.conversation import TURN_EVENTS, Attributed, Conversation, Origin, TurnEnded
+from appliance.live.backoff import Backoff, config_error_backoff, quota_backoff, transient_backoff
+from appliance.live.profiles import ModelProfile, profile_for
 
 log = logging.getLogger(__name__)
 #: the websockets library logs handshake headers at debug level; its records go

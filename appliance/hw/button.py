@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from .config import ButtonConfig
+from appliance.settings.loader import ButtonConfig
 
 __all__ = ["ButtonError", "Gesture", "GestureTracker", "GpioButton"]
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .audio import wavio
-from .config import Config, ConfigError, endpoint_url, load_api_key
-from .live import protocol as p
-from .live.conversation import Attributed, Outcome, TurnEnded
-from .live.session import (
+from appliance.audio import wavio
+from appliance.settings.loader import Config, ConfigError, endpoint_url, load_api_key
+from appliance.live import messages as p
+from appliance.live.conversation import Attributed, Outcome, TurnEnded
+from appliance.live.connection import (
     InsecureEndpointError,
     LinkChanged,
     LinkState,
@@ -26,7 +26,7 @@ from .live.session import (
     SessionOptions,
     check_endpoint,
 )
-from .secret import NO_API_KEY, Secret
+from appliance.settings.secrets import NO_API_KEY, Secret
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ async def ask_command(
     except InsecureEndpointError as exc:
         raise AskError(str(exc), 2) from None
     if pcm is None and text is None:
-        from .mic_turn import ask_microphone
+        from appliance.commands.mic_turn import ask_microphone
 
         result = await ask_microphone(cfg, api_key, out=out, printer=printer)
         print_result(result, out, printer)

@@ -73,7 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
 
-    from appliance.settings.loader import ConfigError, control_socket_path, load_config, secure_control_socket_path
+    from appliance.settings.loader import load_config
+    from appliance.settings.paths import control_socket_path, secure_control_socket_path
+    from appliance.settings.schema import ConfigError
     from appliance.logsetup import setup_logging
 
     try:
@@ -102,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return asyncio.run(emulator_module.run_from_args(args))
         if args.command == "ask":
-            from appliance.commands.ask import AskError, ask_command
+            from appliance.commands.ask import ask_command
+            from appliance.commands.turn import AskError
 
             if args.wav is not None and args.text is not None:
                 parser.error("give either FILE.wav or --text, not both")

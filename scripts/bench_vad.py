@@ -27,7 +27,7 @@ import webrtcvad  # noqa: E402
 from appliance.audio.endpointing import Endpointer, SpeechDetector  # noqa: E402
 from appliance.audio.frames import FRAME_BYTES, FRAME_MS, RATE  # noqa: E402
 from appliance.audio.speech import utterance  # noqa: E402
-from appliance.settings.loader import AudioConfig, VadConfig  # noqa: E402
+from appliance.settings.schema import AudioConfig, VadConfig  # noqa: E402
 
 FRAMES = 3000  # 60 s of audio per run
 REPEATS = 7

@@ -665,7 +665,9 @@ CONFIG_WRITER='
 import os, re, sys, tempfile
 if sys.version_info < (3, 11):
     sys.exit("Python %s is too old to write the config; set PYTHON to Python 3.11 or newer" % sys.version.split()[0])
-from appliance.settings.loader import ConfigError, config_template, load_config
+from appliance.settings.loader import load_config
+from appliance.settings.schema import ConfigError
+from appliance.settings.template import config_template
 
 HEADER = re.compile(r"^\s*\[([^\]]*)\]\s*(#.*)?$")
 

@@ -56,7 +56,7 @@ import numpy as np  # noqa: E402
 from appliance.audio import speech  # noqa: E402
 from appliance.audio.virtual_card import MIC_NAME, SPEAKER_NAME, VirtualCard  # noqa: E402
 from appliance.app.conductor import State  # noqa: E402
-from appliance.settings.loader import (  # noqa: E402
+from appliance.settings.schema import (  # noqa: E402
     AudioConfig, ButtonConfig, Config, ControlConfig, LedsConfig, LiveConfig, StateConfig,
 )
 from appliance.ipc.control import request  # noqa: E402

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from appliance.audio.frames import RATE
 from appliance.app.conductor import State
-from appliance.settings.loader import AudioConfig, ButtonConfig, Config, ControlConfig, LedsConfig, LiveConfig, StateConfig
+from appliance.settings.schema import AudioConfig, ButtonConfig, Config, ControlConfig, LedsConfig, LiveConfig, StateConfig
 from appliance.app.daemon import Daemon
 from appliance.emulator.server import Emulator
 from rigs import PulseRig

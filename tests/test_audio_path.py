@@ -21,7 +21,7 @@ import pytest
 from appliance.audio import speech
 from appliance.audio.frames import FRAME_SAMPLES, RATE
 from appliance.audio.resample import resample
-from appliance.settings.loader import AudioConfig, VadConfig
+from appliance.settings.schema import AudioConfig, VadConfig
 from appliance.live import messages as p
 from appliance.emulator.server import Emulator, EmulatorConfig, Scenario
 from appliance.live.connection import LiveSession

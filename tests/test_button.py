@@ -15,8 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.hw.button import ButtonError, Gesture, GestureTracker, GpioButton
-from appliance.settings.loader import ButtonConfig
+from appliance.hw.button import ButtonError, GpioButton
+from appliance.hw.gestures import Gesture, GestureTracker
+from appliance.settings.schema import ButtonConfig
 from appliance.hw.keyboard import HELP_LINE, KeyboardButton
 
 PRESS, TAP, HOLD, LONG = Gesture.PRESS, Gesture.RELEASE_TAP, Gesture.RELEASE_HOLD, Gesture.LONG_HOLD

@@ -20,7 +20,7 @@ import pytest
 from appliance.audio.capture import HANDOFF_FRAMES, Capture, CaptureStats, FrameConverter
 from appliance.audio.devices import AudioDeviceError, DeviceInfo, InputFormat, open_pyaudio
 from appliance.audio.frames import FRAME_BYTES, FRAME_SAMPLES, RATE
-from appliance.settings.loader import AudioConfig
+from appliance.settings.schema import AudioConfig
 from tests.rigs import FileRig
 
 FULL_SCALE_32 = 2**31

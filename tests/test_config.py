@@ -14,17 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from appliance.settings import loader as config_module
-from appliance.settings.loader import (
-    Config,
-    ConfigError,
-    LiveConfig,
-    config_template,
-    endpoint_url,
-    find_config_path,
-    load_api_key,
-    load_config,
-)
+from appliance.settings import fields, loader
+from appliance.live.endpoint import endpoint_url
+from appliance.settings.keys import load_api_key
+from appliance.settings.loader import find_config_path, load_config
+from appliance.settings.schema import Config, ConfigError, LiveConfig
+from appliance.settings.template import config_template
 from appliance.settings.secrets import RedactingFilter, Secret, install_redaction
 
 # built in two parts so that no file holds something shaped like a real key
@@ -81,7 +76,7 @@ def test_layers_merge_per_key_not_per_section(tmp_path: Path) -> None:
 
 
 def test_no_file_anywhere_gives_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(config_module, "DEFAULT_CONFIG_PATH", str(tmp_path / "absent.toml"))
+    monkeypatch.setattr(loader, "DEFAULT_CONFIG_PATH", str(tmp_path / "absent.toml"))
     cfg = load_config(env={})
     assert cfg.source == "defaults"
     assert (cfg.live, cfg.log) == (Config().live, Config().log)
@@ -91,7 +86,7 @@ def test_config_file_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     default = write(tmp_path, "", "default.toml")
     from_env = write(tmp_path, "", "env.toml")
     from_flag = write(tmp_path, "", "flag.toml")
-    monkeypatch.setattr(config_module, "DEFAULT_CONFIG_PATH", str(default))
+    monkeypatch.setattr(loader, "DEFAULT_CONFIG_PATH", str(default))
     env = {"APPLIANCE_CONFIG": str(from_env)}
 
     assert find_config_path(str(from_flag), env) == from_flag
@@ -263,12 +258,12 @@ def test_unrelated_environment_is_ignored() -> None:
 
 def test_list_fields_convert_from_text_and_toml() -> None:
     # No list setting exists yet; later sections (tools, leds) may declare tuple fields.
-    spec = config_module._Spec("demo", "names", str, True, {})
-    assert config_module._convert_text(spec, "a, b ,c") == ("a", "b", "c")
-    assert config_module._convert_text(spec, "") == ()
-    assert config_module._convert_typed(spec, ["x", "y"]) == ("x", "y")
+    spec = fields.Spec("demo", "names", str, True, {})
+    assert fields.convert_text(spec, "a, b ,c") == ("a", "b", "c")
+    assert fields.convert_text(spec, "") == ()
+    assert fields.convert_typed(spec, ["x", "y"]) == ("x", "y")
     with pytest.raises(ValueError, match="expected a list of strings"):
-        config_module._convert_typed(spec, "x")
+        fields.convert_typed(spec, "x")
 
 
 # ----------------------------------------------------------------------------- API key
@@ -329,7 +324,7 @@ def test_key_file_readable_by_others_warns(tmp_path: Path, mode: int) -> None:
 
 def test_key_file_warning_goes_to_the_log_by_default(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = key_file(tmp_path, "file-key\n", mode=0o644)
-    with caplog.at_level(logging.WARNING, logger="appliance.settings.loader"):
+    with caplog.at_level(logging.WARNING, logger="appliance.settings.keys"):
         load_api_key(config_with_key_file(path), env={})
     assert any("chmod 600" in record.getMessage() for record in caplog.records)
 

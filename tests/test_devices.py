@@ -23,7 +23,7 @@ from appliance.audio.devices import (
     pa_sample_format,
     probe_rates,
 )
-from appliance.settings.loader import AudioConfig
+from appliance.settings.schema import AudioConfig
 from tests.rigs import ALSA_CONF, FileRig
 
 RIG_NAMES = ["rigmic_raw", "rigmic", "rigmono_raw", "rigmono"]

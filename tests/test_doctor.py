@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from appliance.settings.loader import AudioConfig, ButtonConfig, Config, LedsConfig, LiveConfig, StateConfig
+from appliance.settings.schema import AudioConfig, ButtonConfig, Config, LedsConfig, LiveConfig, StateConfig
 from appliance.commands.doctor import CHECK_NAMES, DoctorEnv, add_arguments, doctor_command, parse_throttled
 from appliance.emulator.server import Emulator, EmulatorConfig
 from rigs import ALSA_CONF, FileRig

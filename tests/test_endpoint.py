@@ -23,7 +23,7 @@ from appliance.audio.endpointing import Endpointer, EndReason, SpeechDetector
 from appliance.audio.frames import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES, RATE, ms_to_frames
 from appliance.audio.preroll import PrerollRing
 from appliance.audio.speech import spoken
-from appliance.settings.loader import AudioConfig, VadConfig
+from appliance.settings.schema import AudioConfig, VadConfig
 
 SENTENCE = "Turn on the kitchen light please"
 QUESTION = "What is the weather like tomorrow"

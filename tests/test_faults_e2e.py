@@ -17,7 +17,7 @@ import pytest
 from appliance.audio import speech
 from appliance.audio.frames import RATE
 from appliance.app.conductor import State
-from appliance.settings.loader import AudioConfig
+from appliance.settings.schema import AudioConfig
 from appliance.ipc.control import request
 from appliance.emulator.server import Emulator, EmulatorConfig, Scenario
 from harness import Running, config_for, speak

@@ -10,7 +10,7 @@ import pytest
 from gpiozero import Button, Device, GPIOPinInUse, PWMLED
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from appliance.settings.loader import LedsConfig
+from appliance.settings.schema import LedsConfig
 from appliance.hw.leds import STATES, Leds, LedsError, build_leds, pattern_for
 
 RGB_PINS = (5, 6, 13)

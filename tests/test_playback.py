@@ -24,7 +24,7 @@ from appliance.audio.speaker import OutputFormat, Player, _encode, choose_output
 from appliance.audio.resample import resample
 from appliance.audio.speech import spoken, speechlike
 from appliance.audio.volume import GainRamp, VolumeStore, level_to_gain
-from appliance.settings.loader import AudioConfig
+from appliance.settings.schema import AudioConfig
 from rigs import PulseRig, pulse_available
 from waiting import wait_until
 

@@ -16,14 +16,13 @@ from appliance.emulator.server import Emulator, EmulatorConfig, Scenario
 from appliance.live.conversation import Attributed, Outcome, TurnEnded
 from appliance.live.connection import (
     CloseKind,
-    InsecureEndpointError,
     LinkChanged,
     LinkState,
     LiveSession,
     SessionOptions,
-    check_endpoint,
     classify_close,
 )
+from appliance.live.endpoint import InsecureEndpointError, check_endpoint
 from appliance.settings.secrets import Secret
 
 KEY = Secret("test-key-7f3a9c1e5b-do-not-log")
@@ -305,6 +304,35 @@ def test_an_utterance_spoken_through_a_drop_is_delivered_whole():
     run(scenario())
 
 
+def test_a_question_held_offline_is_retried_every_few_seconds_not_on_the_long_backoff():
+    """The backoff can grow past the 20 s a held question is kept; while one waits, retries stay short."""
+
+    async def scenario():
+        async with Emulator(EmulatorConfig(pace=0), Scenario(reply="tone", tone_seconds=0.2)) as emu:
+            session = make_session(emu, transient=Backoff(base_s=20.0, cap_s=20.0))  # 10-20 s per retry
+            await ready(session)
+            await emu.go_offline()
+            await events_until(session, lambda e: isinstance(e, LinkChanged) and e.state is LinkState.OFFLINE)
+            await session.activity_start()  # the press while offline, as the conductor does it
+            session.try_now()
+            await speak_rest(session, speechlike(0.5))
+            # the retry the press asked for is refused too; the next one must not be 10-20 s away
+            await events_until(session, lambda e: isinstance(e, LinkChanged) and e.state is LinkState.OFFLINE)
+            await emu.go_online()
+            await emu.wait_for(lambda e: len(e.turns) == 1, 6.0)
+            await events_until(session, is_turn_end)
+            await session.close()
+        assert emu.turns[0].user_pcm == speechlike(0.5)
+
+    run(scenario())
+
+
+async def speak_rest(session: LiveSession, pcm: bytes) -> None:
+    for i in range(0, len(pcm), FRAME):
+        await session.send_audio(pcm[i : i + FRAME])
+    await session.activity_end()
+
+
 def test_an_expired_handle_falls_back_to_a_fresh_conversation():
     async def scenario():
         async with Emulator(EmulatorConfig(pace=0), Scenario(reply="tone", tone_seconds=0.2)) as emu:
@@ -452,7 +480,8 @@ def test_config_errors_back_off_slowly():
 
 
 def test_an_ephemeral_token_uses_the_constrained_endpoint_and_token_header():
-    from appliance.settings.loader import LiveConfig, endpoint_url
+    from appliance.live.endpoint import endpoint_url
+    from appliance.settings.schema import LiveConfig
 
     async def scenario():
         async with Emulator(EmulatorConfig(pace=0), Scenario(reply="tone", tone_seconds=0.2)) as emu:

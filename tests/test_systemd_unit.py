@@ -121,7 +121,7 @@ def test_runs_as_a_dedicated_user_with_the_device_groups() -> None:
 
 
 def test_the_key_arrives_as_the_credential_the_daemon_reads() -> None:
-    from appliance.settings.loader import CREDENTIAL_NAME
+    from appliance.settings.secrets import CREDENTIAL_NAME
 
     name, _, path = _one("LoadCredential").partition(":")
     assert name == CREDENTIAL_NAME == "gemini-api-key"

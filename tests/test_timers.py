@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance.settings.loader import TimersConfig
-from appliance.timers.service import TIMERS_FILE, Timer, TimerError, TimerService, TimerStore
+from appliance.settings.schema import TimersConfig
+from appliance.timers.model import Timer, TimerError
+from appliance.timers.service import TimerService
+from appliance.timers.store import TIMERS_FILE, TimerStore
 
 WAIT = 3.0
 CHECK = 0.01
@@ -416,7 +418,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file(
 ) -> None:
     store = TimerStore(path)
     first = Timer(id="t1", label="eggs", duration_s=60, deadline=START + 60, created_at=START)
-    from appliance.timers.service import StoredTimers
+    from appliance.timers.store import StoredTimers
 
     store.save(StoredTimers([first], 2))
     before = path.read_bytes()
@@ -424,7 +426,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file(
     def broken_fsync(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("appliance.timers.service.os.fsync", broken_fsync)
+    monkeypatch.setattr("appliance.timers.store.os.fsync", broken_fsync)
     with pytest.raises(OSError):
         store.save(StoredTimers([], 2))
     assert path.read_bytes() == before

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from google.genai import types
 
-from appliance.settings.loader import Config, PrivacyConfig, TimersConfig, ToolsConfig
+from appliance.settings.schema import Config, PrivacyConfig, TimersConfig, ToolsConfig
 from appliance.live.profiles import profile_for
 from appliance.live.messages import (
     FunctionCall,
@@ -30,9 +30,11 @@ from appliance.live.messages import (
     build_setup,
     tool_response,
 )
-from appliance.tools import ALL_TOOLS, Tool, ToolContext, ToolError, ToolRegistry
-from appliance.tools.registry import MAX_REMEMBERED_CALLS
-from appliance.timers.service import TIMERS_FILE, Timer, TimerService, TimerStore
+from appliance.tools.catalog import ALL_TOOLS, registry_for
+from appliance.tools.registry import MAX_REMEMBERED_CALLS, Tool, ToolContext, ToolError, ToolRegistry
+from appliance.timers.model import Timer
+from appliance.timers.service import TimerService
+from appliance.timers.store import TIMERS_FILE, TimerStore
 
 WAIT = 3.0
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -80,7 +82,7 @@ class Env:
             now=lambda: datetime.fromtimestamp(self.wall, timezone.utc),
         )
         cfg = Config() if enabled is None else Config(tools=ToolsConfig(enabled=enabled))
-        self.registry = ToolRegistry.from_config(cfg, self.ctx)
+        self.registry = registry_for(cfg, self.ctx)
         self._ids = 0
 
     def _on_ring(self, timer: Timer) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 from appliance.audio import speech
 from appliance.audio.endpointing import EndReason
 from appliance.audio.frames import FRAME_BYTES, FRAME_SAMPLES, RATE
-from appliance.settings.loader import AudioConfig, VadConfig
+from appliance.settings.schema import AudioConfig, VadConfig
 from appliance.live import messages as p
 from appliance.emulator.server import Emulator, EmulatorConfig, Scenario
 from appliance.live.connection import LiveSession

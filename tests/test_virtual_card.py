@@ -32,7 +32,7 @@ from appliance.audio.resample import resample
 from appliance.audio.speech import speechlike
 from appliance.audio.virtual_card import MIC_NAME, SPEAKER_NAME, VirtualCard
 from appliance.audio.wavio import read_wav
-from appliance.settings.loader import AudioConfig
+from appliance.settings.schema import AudioConfig
 
 SPEED = 4.0
 TIMEOUT_S = 5.0
@@ -396,7 +396,7 @@ def test_views_list_devices_as_portaudio_does_until_every_instance_is_gone() -> 
 
 def test_works_where_pyaudio_cannot_be_imported(tmp_path: Path) -> None:
     script = textwrap.dedent(
-        f"""
+        """
         import json, sys, threading
         sys.modules["pyaudio"] = None  # as on a machine without PortAudio
         import numpy as np
@@ -427,9 +427,9 @@ def test_works_where_pyaudio_cannot_be_imported(tmp_path: Path) -> None:
         card.terminate()
         seconds = card.write_output_wav(sys.argv[1])
         heard = np.frombuffer(b"".join(blocks), dtype="<i4").reshape(-1, 2)
-        print(json.dumps({{"ok": bool(ok), "names": [d.name for d in list_devices(card)],
+        print(json.dumps({"ok": bool(ok), "names": [d.name for d in list_devices(card)],
                           "first": int(np.median(heard[:960])), "seconds": seconds,
-                          "rest_rms": float(np.sqrt(np.mean(heard[960:].astype(float) ** 2)))}}))
+                          "rest_rms": float(np.sqrt(np.mean(heard[960:].astype(float) ** 2)))}))
         """
     )
     wav_path = tmp_path / "out.wav"

@@ -12,6 +12,10 @@ and how it ended comes from the session's conversation model
 complete plays out, one lost to a drop plays what arrived and then the error
 earcon, one that never comes ends after `live.reply_timeout_s` with the error
 earcon.
+
+Longer than usual because it is the device's one state machine: gestures, the link,
+replies, devices and the alarm meet here, and keeping them in one place is what lets a
+reader see every way back to rest (start at `_press`, `_barge_in` and `_on_turn_ended`).
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any, Awaitable, Callable, Protocol
 
-from appliance.hw.button import Gesture
-from appliance.settings.loader import Config
+from appliance.hw.gestures import Gesture
+from appliance.settings.schema import Config
 from appliance.live import messages as p
 from appliance.live.conversation import Attributed, Outcome, TurnEnded
 from appliance.live.connection import LinkChanged, LinkState, LiveSession
+from appliance.app.alarms import AlarmBell, Ringing
+from appliance.app.replies import OUTCOME_TEXT, Reply, TurnMetrics
 from appliance.app.turntaking import Mode, TurnReport, Uplink
 
 log = logging.getLogger(__name__)
@@ -51,14 +57,6 @@ class State(str, enum.Enum):
     NO_MICROPHONE = "no_microphone"
     NO_SPEAKER = "no_speaker"
 
-
-#: how a turn's ending reads in the turn log and `ctl status`
-OUTCOME_TEXT = {
-    Outcome.TIMED_OUT: "no reply in time",
-    Outcome.LOST: "reply lost",
-    Outcome.INTERRUPTED: "interrupted",
-    Outcome.COMPLETE: "answered",
-}
 
 #: the LED pattern each state shows (a missing device is a fault the owner must see)
 LIGHT_FOR_STATE = {State.NO_MICROPHONE: "error", State.NO_SPEAKER: "error"}
@@ -83,60 +81,6 @@ class Lights(Protocol):
     def show(self, state: str) -> None: ...
 
 
-class Alarms(Protocol):
-    """What the conductor needs of the timers (appliance.timers.service.TimerService)."""
-
-    @property
-    def any_ringing(self) -> bool: ...
-
-    def stop_ringing(self) -> list[Any]: ...
-
-
-@dataclass
-class TurnMetrics:
-    """One line per turn in the log, and the recent ones in `ctl status` (milliseconds)."""
-
-    at: float  # wall clock, for people
-    mode: str
-    end_reason: str | None
-    submitted: bool
-    barge_in: bool
-    press_to_start_ms: float | None = None
-    release_to_end_ms: float | None = None
-    end_to_first_audio_ms: float | None = None
-    first_audio_to_device_ms: float | None = None
-    barge_in_to_silent_ms: float | None = None
-    reply_ms: float | None = None
-    underruns: int = 0
-    outcome: str = ""
-
-    def line(self) -> str:
-        parts = [f"turn {self.mode}", self.outcome or "?"]
-        for name in ("press_to_start_ms", "release_to_end_ms", "end_to_first_audio_ms",
-                     "first_audio_to_device_ms", "barge_in_to_silent_ms"):
-            value = getattr(self, name)
-            if value is not None:
-                parts.append(f"{name.removesuffix('_ms')}={value:.0f}ms")
-        parts.append(f"underruns={self.underruns}")
-        return " ".join(parts)
-
-
-@dataclass
-class _Reply:
-    """Bookkeeping for the reply to one turn (the session's turn id)."""
-
-    turn: int | None
-    metrics: TurnMetrics
-    end_sent_at: float | None
-    first_audio_at: float | None = None
-    #: the session said the reply is over and all of it was fed to the speaker
-    complete: bool = False
-    #: why the reply ended badly (lost mid-way): the error earcon follows what played
-    failed: str = ""
-    underruns_at_start: int = 0
-    odd_rate_logged: bool = False
-
-
 ToolHandler = Callable[[p.ToolCall], Awaitable[list[p.FunctionResponse]]]
 
 
@@ -151,7 +95,7 @@ class Conductor:
     #: answers the model's function calls (the kitchen tools); None answers "not available"
     tool_handler: ToolHandler | None = None
     #: ringing timers: a press or `ctl stop` silences them
-    alarms: Alarms | None = None
+    alarms: Ringing | None = None
     #: undoes what cancelled tool calls did (toolCallCancellation)
     cancel_tools: Callable[[list[str]], list[str]] | None = None
     #: every state change, for the demo's timeline and tests: (state, reason)
@@ -165,7 +109,7 @@ class Conductor:
 
     def __post_init__(self) -> None:
         self._tasks: list[asyncio.Task[None]] = []
-        self._reply: _Reply | None = None
+        self._reply: Reply | None = None
         self._press_at: float | None = None
         self._pressed = False
         self._barge_press_at: float | None = None
@@ -177,7 +121,9 @@ class Conductor:
         self._fatal: str | None = None
         #: devices that are gone: "microphone", "speaker"
         self.missing: set[str] = set()
-        self._ring_task: asyncio.Task[None] | None = None
+        #: rings finished timers (None without a timer service)
+        self.bell = (None if self.alarms is None else
+                      AlarmBell(self.alarms, self.speaker, self.cfg.timers.ring_interval_s, self.alarms_changed))
         self._changed = asyncio.Event()
         #: (sequence number, state, reason) of recent transitions, for the demo and tests
         self.history: deque[tuple[int, State, str]] = deque(maxlen=200)
@@ -218,8 +164,8 @@ class Conductor:
     async def close(self) -> None:
         """Abort the turn and stop; the caller closes the session and devices."""
         tasks = list(self._tasks)
-        if self._ring_task is not None:
-            tasks.append(self._ring_task)
+        if self.bell is not None:
+            await self.bell.close()
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -298,7 +244,7 @@ class Conductor:
 
     def _settle(self, reason: str) -> None:
         """Back to rest: the alarm while a timer rings, else what the devices and link say."""
-        if self.alarms is not None and self.alarms.any_ringing:
+        if self.bell is not None and self.bell.ringing:
             self._set(State.ALARM, reason)
         else:
             self._set(self._rest_state(), reason)
@@ -335,31 +281,16 @@ class Conductor:
         """A timer finished: ring here, whether or not the session is up."""
         label = getattr(timer, "label", "") or "a timer"
         self._set(State.ALARM, f"timer {label} finished")
-        if self._ring_task is None or self._ring_task.done():
-            self._ring_task = asyncio.get_running_loop().create_task(self._ring(), name="alarm")
-            self._ring_task.add_done_callback(self._ring_ended)
-
-    def _ring_ended(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("the alarm stopped ringing by a fault", exc_info=task.exception())
+        if self.bell is not None:
+            self.bell.ring()
 
     def alarms_changed(self) -> None:
         """The set of ringing timers changed (e.g. one stopped by itself after ring_max_s)."""
-        if self.state is State.ALARM and not (self.alarms is not None and self.alarms.any_ringing):
+        if self.state is State.ALARM and not (self.bell is not None and self.bell.ringing):
             self._settle("alarm over")
 
-    async def _ring(self) -> None:
-        while self.alarms is not None and self.alarms.any_ringing:
-            self.speaker.play_earcon("alarm")
-            await asyncio.sleep(self.cfg.timers.ring_interval_s)  # the alarm's rhythm
-        self.alarms_changed()
-
     def _stop_alarm(self) -> bool:
-        if self.alarms is None or not self.alarms.any_ringing:
-            return False
-        stopped = self.alarms.stop_ringing()
-        log.info("alarm stopped (%d timer(s))", len(stopped))
-        return True
+        return self.bell is not None and self.bell.stop()
 
     # ------------------------------------------------------------------ gestures
 
@@ -398,10 +329,7 @@ class Conductor:
             return
         barge_in = self._reply is not None or self.state in (State.THINKING, State.SPEAKING)
         if barge_in:
-            self._barge_press_at = now
-            self.speaker.flush()
-            self.session.cut_reply("interrupted by a press")
-            self._finish_reply("interrupted by a press")
+            self._barge_in(now)
         why_not = self._cannot_listen()
         if why_not is not None:
             self._pressed = False
@@ -418,6 +346,18 @@ class Conductor:
         else:
             self.speaker.play_earcon("listen_start")
         self._set(State.LISTENING, "barge-in press" if barge_in else "button pressed")
+
+    def _barge_in(self, now: float) -> None:
+        """A press while a reply is due or playing: silence it here, now, and cut it.
+
+        The speaker drops what it holds (its jitter buffer and the device's queue), the
+        session tells the conversation model the reply is over (nothing goes on the wire
+        until the user speaks: see `turntaking`), and the reply's metrics are closed.
+        """
+        self._barge_press_at = now
+        self.speaker.flush()
+        self.session.cut_reply("interrupted by a press")
+        self._finish_reply("interrupted by a press")
 
     def _release(self, *, tap: bool) -> None:
         if not self._pressed:
@@ -482,7 +422,7 @@ class Conductor:
             return
         if reply is not None:
             self._finish_reply("superseded by a new question")
-        self._reply = _Reply(turn, metrics, report.end_sent_at, underruns_at_start=self.speaker.underruns)
+        self._reply = Reply(turn, metrics, report.end_sent_at, underruns_at_start=self.speaker.underruns)
         self.speaker.new_reply()
         early = self._ended_early.pop(turn, None) if turn is not None else None
         if early is not None:
@@ -536,7 +476,7 @@ class Conductor:
         if not self._busy:
             self._settle(event.reason)
 
-    def _reply_for(self, turn: int) -> _Reply:
+    def _reply_for(self, turn: int) -> Reply:
         """The reply this turn's content goes to; a turn nobody asked (the service's own) gets one."""
         reply = self._reply
         if reply is not None and reply.turn == turn:
@@ -544,7 +484,7 @@ class Conductor:
         if reply is not None:
             self._finish_reply("superseded by the next reply")
         metrics = TurnMetrics(at=time.time(), mode="service", end_reason=None, submitted=False, barge_in=False)
-        reply = self._reply = _Reply(turn, metrics, None, underruns_at_start=self.speaker.underruns)
+        reply = self._reply = Reply(turn, metrics, None, underruns_at_start=self.speaker.underruns)
         self.speaker.new_reply()
         return reply
 

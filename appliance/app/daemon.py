@@ -23,22 +23,17 @@ from contextlib import AsyncExitStack
 from typing import Any, Callable
 
 from appliance.ipc import sdnotify
-from appliance.commands.ask import session_from_config
+from appliance.live.from_config import session_from_config
 from appliance.app.supervisor import Supervisor
-from appliance.hw.button import ButtonError, Gesture
+from appliance.hw.button import ButtonError
+from appliance.hw.gestures import Gesture
 from appliance.app.conductor import Conductor, State
-from appliance.settings.loader import (
-    Config,
-    ConfigError,
-    control_socket_path,
-    endpoint_url,
-    load_api_key,
-    secure_control_socket_path,
-    state_dir,
-)
+from appliance.live.endpoint import InsecureEndpointError, check_endpoint, endpoint_url
+from appliance.settings.keys import load_api_key
+from appliance.settings.paths import control_socket_path, secure_control_socket_path, state_dir
+from appliance.settings.schema import Config, ConfigError
 from appliance.ipc.control import ControlError, ControlServer
 from appliance.hw.leds import LedsError, build_leds
-from appliance.live.connection import InsecureEndpointError, check_endpoint
 from appliance.netutil import is_loopback_host
 from appliance.settings.secrets import NO_API_KEY, Secret, install_redaction
 from appliance.app.turntaking import Uplink
@@ -143,14 +138,15 @@ class Daemon:
                              on_presence=self._presence("speaker"))
         await self.player.start_async(allow_missing=True)
         stack.push_async_callback(self.player.close_async)
-        from appliance.tools import ToolContext, ToolRegistry
+        from appliance.tools.catalog import registry_for
+        from appliance.tools.registry import ToolContext
         from appliance.timers.service import TimerService, TimerStore
 
         self.timers = TimerService(
             TimerStore.in_dir(state_dir(self.cfg)), self.cfg.timers, loop,
             on_ring=self._timer_rang, on_change=self._timers_changed,
         )
-        tools = ToolRegistry.from_config(self.cfg, ToolContext.from_config(
+        tools = registry_for(self.cfg, ToolContext.from_config(
             self.cfg, timers=self.timers, get_volume=lambda: self.player.volume,
             set_volume=self.player.set_volume,
         ))

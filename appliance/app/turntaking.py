@@ -30,7 +30,7 @@ from appliance.audio.endpointing import Endpointer, EndReason, SpeechDetector
 from appliance.audio.frames import FRAME_MS, ms_to_frames
 from appliance.audio.preroll import PrerollRing
 from appliance.live.channel import OrderedChannel
-from appliance.settings.loader import AudioConfig, VadConfig
+from appliance.settings.schema import AudioConfig, VadConfig
 from appliance.live.connection import LiveSession
 
 log = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ import enum
 from collections import deque
 from typing import Literal, Protocol
 
-from appliance.settings.loader import AudioConfig, VadConfig
+from appliance.settings.schema import AudioConfig, VadConfig
 from appliance.audio.frames import FRAME_BYTES, RATE, ms_to_frames
 
 #: per aggressiveness 0..3: the longest "speech" run webrtcvad reports for a lone 20 ms click (measured)

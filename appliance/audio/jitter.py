@@ -185,11 +185,6 @@ class JitterBuffer:
         with self._lock:
             self._begin_reply()
 
-    def reset_start_target(self) -> None:
-        """Forget grown start targets (e.g. a new session on a different network path)."""
-        with self._lock:
-            self._target = self._initial_target
-
     # ------------------------------------------------------------------ audio-thread side
 
     def pull(self, n: int) -> np.ndarray:

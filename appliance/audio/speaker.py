@@ -211,10 +211,6 @@ class Player(DeviceStream):
         """
         return super().start(allow_missing=allow_missing)
 
-    def restart(self) -> OutputFormat:
-        """Reopen the stream from scratch, rescanning when the host can; the volume and buffered audio are kept."""
-        return super().restart()
-
     def _prepare(self, pa: Any) -> tuple[DeviceInfo, OutputFormat]:
         device = find_device(pa, self._cfg.output_device, direction="output")
         fmt = choose_output_format(pa, device, int(self._cfg.output_rate))

@@ -351,7 +351,11 @@ class DeviceStream:
                         delay, next_try = retry_s, 0.0
                         continue
                     if self._present:
-                        if self._stalled(stall_s):
+                        if self._ended():
+                            why = f"the {self.kind} stream ended by itself (unplugged?)"
+                            await asyncio.to_thread(self._drop, why, stall_s)
+                            delay, next_try = retry_s, 0.0
+                        elif self._stalled(stall_s):
                             why = f"the {self.kind} delivered no audio for {self.seconds_since_callback():.1f} s (unplugged?)"
                             await asyncio.to_thread(self._drop, why, stall_s)
                             delay, next_try = retry_s, 0.0
@@ -382,12 +386,26 @@ class DeviceStream:
         now = time.monotonic()
         return now - self.last_callback_at > stall_s and now - self._opened_at > 2 * stall_s
 
+    def _ended(self) -> bool:
+        """PortAudio stopped the stream by itself, as it does when ALSA reports the device gone.
+
+        Seen within a tick, where the stall check needs `stall_s`: a microphone pulled for a second and
+        pushed back would otherwise look present while its stream is dead, and the next question is lost.
+        """
+        stream = self._stream
+        if stream is None:
+            return False
+        try:
+            return not stream.is_active()
+        except OSError:  # closed meanwhile by a worker thread: _drop and _retry decide under the lock
+            return False
+
     # ------------------------------------------------------------------ losing and regaining (worker threads)
 
     def _drop(self, reason: str, stall_s: float) -> None:
         """Close a stalled stream and report the device absent."""
         with self._host.lock:
-            if not (self._wanted and self._present and self._stalled(stall_s)):
+            if not (self._wanted and self._present and (self._stalled(stall_s) or self._ended())):
                 return  # stopped, already dropped, or it came back meanwhile
             self._close_stream()
             self._set_absent(reason)

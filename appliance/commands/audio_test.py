@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from appliance.settings.loader import Config, state_dir
+from appliance.settings.paths import state_dir
+from appliance.settings.schema import Config
 from appliance.audio.frames import FRAME_MS, RATE
 from appliance.audio.resample import resample
 

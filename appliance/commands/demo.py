@@ -20,13 +20,13 @@ from typing import Callable
 
 import numpy as np
 
-from appliance.commands.ask import session_from_config
+from appliance.live.from_config import session_from_config
 from appliance.audio import speech, wavio
 from appliance.audio.frames import RATE
 from appliance.audio.resample import resample
-from appliance.hw.button import Gesture
+from appliance.hw.gestures import Gesture
 from appliance.app.conductor import Conductor, State
-from appliance.settings.loader import AudioConfig, Config, LiveConfig
+from appliance.settings.schema import AudioConfig, Config, LiveConfig
 from appliance.emulator.server import Emulator, EmulatorConfig, Scenario
 from appliance.settings.secrets import Secret
 from appliance.app.turntaking import Uplink

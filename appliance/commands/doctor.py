@@ -35,17 +35,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from appliance.settings.loader import (
-    API_KEY_ENV,
-    CREDENTIAL_NAME,
-    Config,
-    ConfigError,
-    endpoint_url,
-    load_api_key,
-    state_dir,
-)
+from appliance.live.endpoint import endpoint_url
 from appliance.netutil import is_loopback_host
-from appliance.settings.secrets import Secret
+from appliance.settings.keys import load_api_key
+from appliance.settings.paths import state_dir
+from appliance.settings.schema import Config, ConfigError
+from appliance.settings.secrets import API_KEY_ENV, CREDENTIAL_NAME, Secret
+from appliance.settings.validate import config_problems, led_pins
 
 __all__ = [
     "CHECK_NAMES",
@@ -234,66 +230,10 @@ def _endpoint_parts(cfg: Config) -> tuple[str, str, int]:
 # --------------------------------------------------------------------------- 1. config
 
 
-def _config_problems(cfg: Config) -> list[str]:
-    """What `load_config` or the daemon would refuse in this configuration."""
-    # The loader's own per-key and cross-key rules, applied to the values as they are now
-    # (the Config may have been built or changed in code after loading).
-    from appliance.settings import loader as config_module
-    from appliance.live.connection import InsecureEndpointError, check_endpoint
-
-    problems: list[str] = []
-    for section, (_section_type, specs) in config_module._sections().items():
-        instance = getattr(cfg, section)
-        for name, spec in specs.items():
-            value = getattr(instance, name)
-            _value, problem = config_module._constraint_problem(spec, value)
-            if problem:
-                shown = config_module._show(value, hidden=spec.secret)
-                problems.append(f"{spec.dotted} = {shown}: {problem}")
-        cross_checks = getattr(instance, "cross_checks", None)
-        for key, problem in cross_checks() if cross_checks else ():
-            problems.append(f"{section}.{key}: {problem}")
-    try:
-        check_endpoint(endpoint_url(cfg.live))
-    except InsecureEndpointError as exc:
-        problems.append(str(exc))
-    problems.extend(_pin_clashes(cfg))
-    return problems
-
-
-def _led_pins(cfg: Config) -> list[tuple[str, int]]:
-    leds = cfg.leds
-    if leds.kind == "pwm":
-        return [("leds.pin", leds.pin)]
-    if leds.kind == "rgb":
-        return [("leds.rgb_pins", pin) for pin in leds.rgb_pins]
-    if leds.kind == "per_state":
-        pins = []
-        for item in leds.state_pins:
-            _state, _sep, pin = item.partition(":")
-            if pin.isdigit():
-                pins.append(("leds.state_pins", int(pin)))
-        return pins
-    return []
-
-
-def _pin_clashes(cfg: Config) -> Iterator[str]:
-    led_pins = _led_pins(cfg)
-    if cfg.button.enabled:
-        for key, pin in led_pins:
-            if pin == cfg.button.pin:
-                yield f"GPIO{pin} is both button.pin and in {key}; give the LED another pin"
-                break
-    if cfg.leds.kind == "rgb":
-        pins = [pin for _key, pin in led_pins]
-        if len(set(pins)) != len(pins):
-            yield f"leds.rgb_pins {', '.join(map(str, pins))} repeats a pin; red, green and blue need one each"
-
-
 async def check_config(ctx: _Context) -> Check:
     name = "config"
     cfg = ctx.cfg
-    problems = _config_problems(cfg)
+    problems = config_problems(cfg)
     if problems:
         return _fail(
             name,
@@ -483,8 +423,9 @@ async def check_key_accepted(ctx: _Context) -> Check:
     if key is None and not is_loopback_host(host):
         return _fail(name, "not tried: no API key", "see the api-key check")
 
-    from appliance.commands.ask import session_from_config
-    from appliance.live.connection import InsecureEndpointError, LinkChanged, LinkState
+    from appliance.live.from_config import session_from_config
+    from appliance.live.connection import LinkChanged, LinkState
+    from appliance.live.endpoint import InsecureEndpointError
 
     budget = min(cfg.live.setup_timeout_s, SETUP_ROUND_TRIP_S)
     quick = dataclasses.replace(cfg, live=dataclasses.replace(cfg.live, setup_timeout_s=budget))
@@ -696,7 +637,7 @@ async def check_gpio(ctx: _Context) -> Check:
             except LedsError as exc:
                 return _fail(name, f"LEDs: {exc}", _gpio_advice(str(exc), "the [leds] pins"))
             opened.append(leds)
-            pins = ", ".join(str(pin) for _key, pin in _led_pins(cfg))
+            pins = ", ".join(str(pin) for _key, pin in led_pins(cfg))
             parts.append(f"{cfg.leds.kind} LEDs on GPIO {pins}")
         else:
             parts.append('no LEDs (leds.kind = "none")')

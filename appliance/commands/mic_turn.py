@@ -13,11 +13,13 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from appliance.commands.ask import AskError, TurnResult, collect_reply, connect, session_from_config
+from appliance.commands.turn import AskError, TurnResult, collect_reply, connect
 from appliance.audio import wavio
-from appliance.settings.loader import Config, state_dir
+from appliance.settings.paths import state_dir
+from appliance.settings.schema import Config
 from appliance.live import messages as p
 from appliance.settings.secrets import Secret
+from appliance.live.from_config import session_from_config
 from appliance.app.turntaking import Mode, TurnReport, Uplink
 
 log = logging.getLogger(__name__)

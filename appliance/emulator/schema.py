@@ -4,10 +4,10 @@ Why this exists: the real service parses client frames as proto3 JSON and closes
 anything it does not know. A client bug that a lenient fake accepts would only show up on a user's counter,
 so the emulator rejects the same things, with reasons worded like Google's.
 
-The schema below is written from the field lists in /work/shared/live-protocol.md §3 (and the message types
-they refer to). Names are accepted in lowerCamelCase or snake_case at every level (proto3 JSON accepts
-both); the validator returns a copy normalised to camelCase. Free-form payloads (function ``args``/``response``,
-Schema ``properties`` names, ``labels``) are copied untouched.
+The message shapes are the table in ``shapes``; this module walks a message against it. Names are accepted
+in lowerCamelCase or snake_case at every level (proto3 JSON accepts both); the validator returns a copy
+normalised to camelCase. Free-form payloads (function ``args``/``response``, Schema ``properties`` names,
+``labels``) are copied untouched. What differs per model is in ``model_rules``.
 
 Reason styles: parse-level errors mimic Google's wording, with the path in snake_case
 (``Unknown name "X" at 'setup.generation_config': Cannot find field.``); semantic errors start with
@@ -21,22 +21,16 @@ import binascii
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from appliance.emulator.rejections import INVALID_ARGUMENT, ProtocolViolation, invalid
+from appliance.emulator.shapes import CLIENT_MESSAGE, Enum, MapOf, Message, Repeated, Scalar, resolve
 
 __all__ = [
     "CLIENT_MESSAGE_KINDS",
-    "INVALID_ARGUMENT",
-    "ModelRules",
-    "DEFAULT_MODEL_RULES",
-    "ProtocolViolation",
     "camel_to_snake",
-    "check_model_rules",
-    "cut_reason",
     "decode_audio_blob",
     "decode_base64",
-    "declared_behaviors",
-    "check_function_behaviors",
     "normalise_client_message",
     "parse_json_frame",
     "peek_setup_model",
@@ -45,31 +39,7 @@ __all__ = [
     "validate_realtime_input_shape",
 ]
 
-MAX_REASON_BYTES = 123
-INVALID_ARGUMENT = "Request contains an invalid argument."
 CLIENT_MESSAGE_KINDS = ("setup", "clientContent", "realtimeInput", "toolResponse", "contextUpdate")
-
-
-class ProtocolViolation(Exception):
-    """The client broke a rule; the connection is closed with ``code`` and ``reason``."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(f"{code} {reason}")
-        self.code = code
-        self.reason = reason
-
-
-def invalid(reason: str) -> ProtocolViolation:
-    return ProtocolViolation(1007, reason)
-
-
-def cut_reason(reason: str, limit: int = MAX_REASON_BYTES) -> str:
-    """Cut a close reason to the WebSocket limit (123 bytes of UTF-8) without splitting a character."""
-    raw = reason.encode("utf-8")
-    if len(raw) <= limit:
-        return reason
-    return raw[:limit].decode("utf-8", errors="ignore")
-
 
 _SNAKE_PART = re.compile(r"_([a-z0-9])")
 _CAMEL_PART = re.compile(r"([A-Z])")
@@ -90,188 +60,8 @@ def _preview(value: Any, limit: int = 24) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Schema description
-# ----------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Message:
-    """A proto message: only the listed fields are allowed. A str value refers to another named message."""
-
-    type_name: str
-    fields: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Repeated:
-    item: Any
-
-
-@dataclass(frozen=True)
-class MapOf:
-    """A proto map<string, V>: keys are free text (not normalised), values follow ``value``."""
-
-    value: Any
-
-
-@dataclass(frozen=True)
-class Scalar:
-    kind: str  # string | bool | int32 | int64 | float | bytes | struct (any JSON object) | any (any JSON)
-
-
-@dataclass(frozen=True)
-class Enum:
-    type_name: str
-    values: frozenset[str]
-
-
-STRING = Scalar("string")
-BOOL = Scalar("bool")
-INT32 = Scalar("int32")
-INT64 = Scalar("int64")
-FLOAT = Scalar("float")
-BYTES = Scalar("bytes")
-STRUCT = Scalar("struct")
-ANY = Scalar("any")
-EMPTY = Message("Empty", {})
-
-
-def _enum(name: str, *values: str) -> Enum:
-    return Enum(name, frozenset(values))
-
-
-_SCHEMA_TYPE = _enum("Type", "TYPE_UNSPECIFIED", "STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NULL")
-_SENSITIVITY_START = _enum("StartSensitivity", "START_SENSITIVITY_UNSPECIFIED", "START_SENSITIVITY_HIGH",
-                           "START_SENSITIVITY_LOW")
-_SENSITIVITY_END = _enum("EndSensitivity", "END_SENSITIVITY_UNSPECIFIED", "END_SENSITIVITY_HIGH",
-                         "END_SENSITIVITY_LOW")
-
-_REGISTRY: dict[str, Message] = {}
-
-
-def _register(message: Message) -> Message:
-    _REGISTRY[message.type_name] = message
-    return message
-
-
-BLOB = _register(Message("Blob", {"mimeType": STRING, "data": BYTES}))
-SCHEMA = _register(Message("Schema", {
-    "type": _SCHEMA_TYPE, "format": STRING, "title": STRING, "description": STRING, "nullable": BOOL,
-    "enum": Repeated(STRING), "maxItems": INT64, "minItems": INT64, "properties": MapOf("Schema"),
-    "required": Repeated(STRING), "minProperties": INT64, "maxProperties": INT64, "minLength": INT64,
-    "maxLength": INT64, "pattern": STRING, "example": ANY, "anyOf": Repeated("Schema"),
-    "propertyOrdering": Repeated(STRING), "default": ANY, "items": "Schema", "minimum": FLOAT, "maximum": FLOAT,
-}))
-FUNCTION_RESPONSE = _register(Message("FunctionResponse", {
-    "id": STRING, "name": STRING, "response": STRUCT, "willContinue": BOOL,
-    "scheduling": _enum("Scheduling", "SCHEDULING_UNSPECIFIED", "SILENT", "WHEN_IDLE", "INTERRUPT"),
-    "parts": Repeated(STRUCT),
-}))
-PART = _register(Message("Part", {
-    "text": STRING, "inlineData": "Blob", "thought": BOOL, "thoughtSignature": BYTES,
-    "fileData": Message("FileData", {"mimeType": STRING, "fileUri": STRING}),
-    "functionCall": Message("FunctionCall", {"id": STRING, "name": STRING, "args": STRUCT}),
-    "functionResponse": "FunctionResponse",
-    "executableCode": Message("ExecutableCode", {"language": STRING, "code": STRING}),
-    "codeExecutionResult": Message("CodeExecutionResult", {"outcome": STRING, "output": STRING}),
-    "videoMetadata": STRUCT,
-}))
-CONTENT = _register(Message("Content", {"role": STRING, "parts": Repeated("Part")}))
-FUNCTION_DECLARATION = _register(Message("FunctionDeclaration", {
-    "name": STRING, "description": STRING, "parameters": "Schema", "parametersJsonSchema": ANY,
-    "response": "Schema", "responseJsonSchema": ANY,
-    "behavior": _enum("Behavior", "UNSPECIFIED", "BLOCKING", "NON_BLOCKING"),
-}))
-TOOL = _register(Message("Tool", {
-    "functionDeclarations": Repeated("FunctionDeclaration"), "googleSearch": STRUCT, "codeExecution": STRUCT,
-    "googleMaps": STRUCT, "urlContext": STRUCT, "googleSearchRetrieval": STRUCT, "computerUse": STRUCT,
-    "fileSearch": STRUCT,
-}))
-GENERATION_CONFIG = _register(Message("GenerationConfig", {
-    "responseModalities": Repeated(_enum("Modality", "MODALITY_UNSPECIFIED", "TEXT", "IMAGE", "AUDIO", "VIDEO")),
-    "speechConfig": Message("SpeechConfig", {
-        "voiceConfig": Message("VoiceConfig", {
-            "prebuiltVoiceConfig": Message("PrebuiltVoiceConfig", {"voiceName": STRING}),
-            "replicatedVoiceConfig": Message("ReplicatedVoiceConfig", {
-                "mimeType": STRING, "voiceSampleAudio": BYTES, "consentAudio": BYTES, "voiceConsentSignature": ANY,
-            }),
-        }),
-        "languageCode": STRING,
-    }),
-    "thinkingConfig": Message("ThinkingConfig", {
-        "includeThoughts": BOOL, "thinkingBudget": INT32,
-        "thinkingLevel": _enum("ThinkingLevel", "THINKING_LEVEL_UNSPECIFIED", "MINIMAL", "LOW", "MEDIUM", "HIGH"),
-    }),
-    "temperature": FLOAT, "topP": FLOAT, "topK": INT32, "maxOutputTokens": INT32, "seed": INT32,
-    "candidateCount": INT32, "stopSequences": Repeated(STRING), "presencePenalty": FLOAT,
-    "frequencyPenalty": FLOAT, "responseLogprobs": BOOL, "logprobs": INT32, "responseMimeType": STRING,
-    "responseSchema": "Schema", "responseJsonSchema": ANY, "enableEnhancedCivicAnswers": BOOL,
-    "mediaResolution": _enum("MediaResolution", "MEDIA_RESOLUTION_UNSPECIFIED", "MEDIA_RESOLUTION_LOW",
-                             "MEDIA_RESOLUTION_MEDIUM", "MEDIA_RESOLUTION_HIGH"),
-    "enableAffectiveDialog": BOOL,
-    "translationConfig": Message("TranslationConfig", {"targetLanguageCode": STRING, "echoTargetLanguage": BOOL}),
-}))
-AUDIO_TRANSCRIPTION_CONFIG = _register(Message("AudioTranscriptionConfig", {
-    "languageCodes": Repeated(STRING), "languageAuto": ANY, "languageHints": ANY, "customVocabulary": ANY,
-    "adaptationPhrases": ANY, "wordTimestamp": BOOL, "diarization": ANY, "mode": ANY, "sourceText": ANY,
-}))
-SETUP = _register(Message("BidiGenerateContentSetup", {
-    "model": STRING,
-    "generationConfig": "GenerationConfig",
-    "systemInstruction": "Content",
-    "tools": Repeated("Tool"),
-    "realtimeInputConfig": Message("RealtimeInputConfig", {
-        "automaticActivityDetection": Message("AutomaticActivityDetection", {
-            "disabled": BOOL, "startOfSpeechSensitivity": _SENSITIVITY_START,
-            "endOfSpeechSensitivity": _SENSITIVITY_END, "prefixPaddingMs": INT32, "silenceDurationMs": INT32,
-        }),
-        "activityHandling": _enum("ActivityHandling", "ACTIVITY_HANDLING_UNSPECIFIED",
-                                  "START_OF_ACTIVITY_INTERRUPTS", "NO_INTERRUPTION"),
-        "turnCoverage": _enum("TurnCoverage", "TURN_COVERAGE_UNSPECIFIED", "TURN_INCLUDES_ONLY_ACTIVITY",
-                              "TURN_INCLUDES_ALL_INPUT", "TURN_INCLUDES_AUDIO_ACTIVITY_AND_ALL_VIDEO"),
-        "interimTranscriptTimestampEnabled": BOOL,
-    }),
-    "sessionResumption": Message("SessionResumptionConfig", {"handle": STRING}),
-    "contextWindowCompression": Message("ContextWindowCompressionConfig", {
-        "triggerTokens": INT64, "slidingWindow": Message("SlidingWindow", {"targetTokens": INT64}),
-    }),
-    "inputAudioTranscription": "AudioTranscriptionConfig",
-    "outputAudioTranscription": "AudioTranscriptionConfig",
-    "proactivity": Message("ProactivityConfig", {"proactiveAudio": BOOL, "proactiveVideo": BOOL}),
-    "historyConfig": Message("HistoryConfig", {"initialHistoryInClientContent": BOOL}),
-    "safetySettings": Repeated(Message("SafetySetting", {"category": STRING, "threshold": STRING})),
-    "labels": MapOf(STRING),
-    "avatarConfig": Message("AvatarConfig", {
-        "avatarName": STRING, "customizedAvatar": ANY, "audioBitrateBps": INT32, "videoBitrateBps": INT32,
-    }),
-}))
-REALTIME_INPUT = _register(Message("BidiGenerateContentRealtimeInput", {
-    "audio": "Blob", "video": "Blob", "mediaChunks": Repeated("Blob"), "text": STRING,
-    "activityStart": EMPTY, "activityEnd": EMPTY, "audioStreamEnd": BOOL,
-}))
-CLIENT_CONTENT = _register(Message("BidiGenerateContentClientContent", {
-    "turns": Repeated("Content"), "turnComplete": BOOL,
-}))
-TOOL_RESPONSE = _register(Message("BidiGenerateContentToolResponse", {
-    "functionResponses": Repeated("FunctionResponse"),
-}))
-CONTEXT_UPDATE = _register(Message("BidiGenerateContentContextUpdate", {
-    "systemInstruction": "Content", "tools": Message("ContextUpdateTools", {"tools": Repeated("Tool")}),
-}))
-CLIENT_MESSAGE = _register(Message("BidiGenerateContentClientMessage", {
-    "setup": "BidiGenerateContentSetup", "clientContent": "BidiGenerateContentClientContent",
-    "realtimeInput": "BidiGenerateContentRealtimeInput", "toolResponse": "BidiGenerateContentToolResponse",
-    "contextUpdate": "BidiGenerateContentContextUpdate",
-}))
-
-
-# ----------------------------------------------------------------------------------------------------------
 # Walking a value against the schema
 # ----------------------------------------------------------------------------------------------------------
-
-
-def _resolve(spec: Any) -> Any:
-    return _REGISTRY[spec] if isinstance(spec, str) else spec
 
 
 def _join(path: str, name: str) -> str:
@@ -297,12 +87,12 @@ class _Walker:
         return invalid(f"Invalid value at '{path}' ({self.type_label(spec)}), {_preview(value)}")
 
     def walk(self, value: Any, spec: Any, path: str) -> Any:
-        spec = _resolve(spec)
+        spec = resolve(spec)
         if isinstance(spec, Message):
             return self.message(value, spec, path)
         if isinstance(spec, Repeated):
             if not isinstance(value, list):
-                raise self.bad_value(path, _resolve(spec.item), value)
+                raise self.bad_value(path, resolve(spec.item), value)
             return [self.walk(item, spec.item, f"{path}[{i}]") for i, item in enumerate(value)]
         if isinstance(spec, MapOf):
             if not isinstance(value, dict):
@@ -484,109 +274,6 @@ def validate_function_names(tools: list[dict[str, Any]], where: str) -> set[str]
             names.add(name)
     return names
 
-
-# ----------------------------------------------------------------------------------------------------------
-# Per-model rules
-# ----------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelRules:
-    """What a model accepts in setup beyond the shared schema (see §3.1 / §6 and the December corrections)."""
-
-    thinking_config: bool = True
-    thinking_budget: bool = True
-    thinking_level: bool = True
-    affective_dialog: bool = True
-    proactivity: bool = True
-    proactive_audio_off: bool = True
-    #: the legacy ``realtimeInput.mediaChunks`` list (3.1 and later close 1007: "deprecated")
-    media_chunks: bool = True
-    #: null field values read as "default" (proto3 JSON); 3.1 and later close 1007 on them instead
-    null_values: bool = True
-    #: function calling is async only: every declaration must say ``behavior: NON_BLOCKING``
-    non_blocking_only: bool = False
-    #: async (NON_BLOCKING) function calls exist at all (3.1's calls are synchronous only)
-    non_blocking_calls: bool = True
-    #: how the model schedules a declaration that leaves ``behavior`` out
-    default_behavior: str = "BLOCKING"
-
-
-DEFAULT_MODEL_RULES: dict[str, ModelRules] = {
-    "gemini-3.8-live": ModelRules(thinking_config=False, affective_dialog=False, proactive_audio_off=False,
-                                  media_chunks=False, null_values=False, default_behavior="NON_BLOCKING"),
-    "gemini-3.8-live-extended-thinking": ModelRules(thinking_budget=False, affective_dialog=False,
-                                                    proactive_audio_off=False, media_chunks=False,
-                                                    null_values=False, non_blocking_only=True,
-                                                    default_behavior="NON_BLOCKING"),
-    "gemini-3.1-flash-live-preview": ModelRules(thinking_budget=False, affective_dialog=False, proactivity=False,
-                                                media_chunks=False, null_values=False, non_blocking_calls=False),
-    "gemini-2.5-flash-native-audio-preview-12-2025": ModelRules(thinking_level=False),
-}
-
-_BEHAVIOR_NUMBERS = {0: "UNSPECIFIED", 1: "BLOCKING", 2: "NON_BLOCKING"}
-
-
-def declared_behaviors(tools: list[dict[str, Any]]) -> dict[str, str | None]:
-    """Declared function name -> its ``behavior`` ("BLOCKING"/"NON_BLOCKING"), None when left open.
-
-    Takes normalised (camelCase) tools; enum numbers are mapped to names, UNSPECIFIED counts as left open.
-    """
-    found: dict[str, str | None] = {}
-    for tool in tools:
-        for decl in tool.get("functionDeclarations", []):
-            behavior = decl.get("behavior")
-            if isinstance(behavior, int):
-                behavior = _BEHAVIOR_NUMBERS.get(behavior)
-            found[decl.get("name", "")] = behavior if behavior in ("BLOCKING", "NON_BLOCKING") else None
-    return found
-
-
-def check_function_behaviors(tools: list[dict[str, Any]], where: str, rules: ModelRules) -> None:
-    """Models with async-only function calling refuse a declaration that is not NON_BLOCKING (1007).
-
-    A missing behavior counts as BLOCKING there: the reports say BLOCKING is rejected, and nothing says
-    the model would fill in NON_BLOCKING by itself.
-    """
-    if not rules.non_blocking_only:
-        return
-    for ti, tool in enumerate(tools):
-        for fi, decl in enumerate(tool.get("functionDeclarations", [])):
-            behavior = decl.get("behavior")
-            if behavior in ("NON_BLOCKING", 2):
-                continue
-            shown = behavior if isinstance(behavior, str) else "unset"
-            raise invalid(f"{INVALID_ARGUMENT} NON_BLOCKING functions only; behavior {shown} at "
-                          f"{where}[{ti}].functionDeclarations[{fi}].")
-
-
-def check_model_rules(setup: Mapping[str, Any], model_id: str, rules: ModelRules) -> None:
-    """Reject setup fields the chosen model does not take (1007, naming the field)."""
-    gen = setup.get("generationConfig", {})
-
-    def refuse(field: str) -> ProtocolViolation:
-        return invalid(f"{INVALID_ARGUMENT} {field} is not supported by models/{model_id}.")
-
-    modalities = gen.get("responseModalities", [])
-    if modalities and list(modalities) != ["AUDIO"]:
-        listed = ", ".join(str(m) for m in modalities)
-        raise invalid(f"The requested combination of response modalities ({listed}) is not supported by the model.")
-    thinking = gen.get("thinkingConfig")
-    if thinking is not None:
-        if not rules.thinking_config:
-            raise refuse("generationConfig.thinkingConfig")
-        if "thinkingBudget" in thinking and not rules.thinking_budget:
-            raise refuse("generationConfig.thinkingConfig.thinkingBudget")
-        if "thinkingLevel" in thinking and not rules.thinking_level:
-            raise refuse("generationConfig.thinkingConfig.thinkingLevel")
-    if "enableAffectiveDialog" in gen and not rules.affective_dialog:
-        raise refuse("generationConfig.enableAffectiveDialog")
-    proactivity = setup.get("proactivity")
-    if proactivity is not None:
-        if not rules.proactivity:
-            raise refuse("proactivity")
-        if proactivity.get("proactiveAudio") is False and not rules.proactive_audio_off:
-            raise refuse("proactivity.proactiveAudio=false")
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Offline stand-in for the Gemini Live API, served over loopback WebSockets.
 
 Why: every test of the project talks to this instead of Google. It is deliberately strict (see
-emulator_schema.py) so that a client bug fails a test here, with the close code and reason the real
+schema.py) so that a client bug fails a test here, with the close code and reason the real
 service would send (protocol reference §8), rather than on a user's counter.
 
 Wire behaviour (protocol reference §2-§5): server messages are JSON in binary frames; setup first and once;
@@ -21,6 +21,9 @@ of audio (the rest is dropped and the turn flagged ``audio_truncated``); at most
 replies may be queued (only possible with NO_INTERRUPTION), more closes 1011. The JSON-lines log goes
 through a bounded queue (10 000 lines) to a writer thread; lines beyond that are dropped and counted.
 
+This module is the server: listening, the open connections, faults aimed at them, the offline window, the
+CLI. Each connection gets a ``Host`` (settings, the records sink, resumption handles) and nothing else.
+
 Independence: this module builds and checks JSON itself and never imports the project's client code.
 """
 
@@ -30,31 +33,25 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
-import queue
-import re
-import secrets
 import signal
 import sys
-import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from appliance.netutil import is_loopback_host
-from appliance.emulator.connection import ConnectionHandler, Conversation
-from appliance.emulator.connection import INTERNAL_ERROR, MAX_GO_AWAY_S
+from appliance.emulator.config import DEFAULT_MODELS, EmulatorConfig
+from appliance.emulator.connection import ConnectionHandler
+from appliance.emulator.handshake import API_PATH, DEFAULT_PATH, credentials_of
+from appliance.emulator.host import Host
+from appliance.emulator.journal import Journal
 from appliance.emulator.records import ConnectionRecord, Received, TurnEnding, TurnRecord
+from appliance.emulator.rejections import INTERNAL_ERROR
+from appliance.emulator.resumption import Conversations
 from appliance.emulator.scenario import SCENARIO_HELP, Scenario, ScenarioError
-from appliance.emulator.schema import DEFAULT_MODEL_RULES, ModelRules
 
 __all__ = [
     "ConnectionRecord",
@@ -70,110 +67,12 @@ __all__ = [
     "run_from_args",
 ]
 
-DEFAULT_MODELS = frozenset(DEFAULT_MODEL_RULES)
-API_PATH = re.compile(
-    r"/ws/google\.ai\.generativelanguage\.(?P<version>v1beta|v1|v1alpha)\.GenerativeService\."
-    r"(?P<endpoint>BidiGenerateContent|BidiGenerateContentConstrained)"
-)
-DEFAULT_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
-LOG_QUEUE_LINES = 10_000
+MAX_GO_AWAY_S = 3600.0  # the longest timeLeft send_go_away takes
 
 # websockets logs the request line at DEBUG level, and a request line may hold ?key=. Keep this logger at INFO.
 _ws_logger = logging.getLogger("appliance.emulator.server.websockets")
 # never below INFO (debug lines would show request URLs), otherwise as the root logger says
 _ws_logger.addFilter(lambda record: record.levelno >= logging.INFO)
-
-
-@dataclass
-class EmulatorConfig:
-    host: str = "127.0.0.1"
-    port: int = 0
-    models: frozenset[str] = DEFAULT_MODELS
-    model_rules: dict[str, ModelRules] = field(default_factory=lambda: dict(DEFAULT_MODEL_RULES))
-    rejected_keys: frozenset[str] = field(default=frozenset(), repr=False)
-    connection_lifetime_s: float | None = 600.0
-    goaway_grace_s: float = 50.0
-    pace: float = 1.7  # reply speed relative to real time; 0 = as fast as possible
-    chunk_ms: int = 40  # reply audio per serverContent message
-    log_path: str | None = None  # JSON lines of what was received (audio data replaced by byte counts)
-    max_received: int = 10_000
-    max_turns: int = 1_000
-    max_connections: int = 1_000
-    max_handles: int = 10_000
-    max_activity_seconds: float = 300.0
-    max_queued_replies: int = 4
-    close_timeout_s: float = 10.0
-
-
-
-
-def _append_capped(items: list[Any], item: Any, cap: int) -> None:
-    items.append(item)
-    if len(items) > cap:
-        del items[: len(items) - cap]
-
-
-@dataclass(frozen=True)
-class _Credentials:
-    """What the handshake told us about auth. The key itself is compared and dropped, never stored."""
-
-    has_key: bool
-    key_in_url: bool
-    rejected: bool
-
-
-def _credentials(request: Request, endpoint: str, rejected_keys: frozenset[str]) -> _Credentials:
-    headers: Headers = request.headers
-    query = parse_qs(urlsplit(request.path).query)
-    given: list[str] = []
-    in_url = False
-    if headers.get("x-goog-api-key"):
-        given.append(headers["x-goog-api-key"])
-    if query.get("key"):
-        given.append(query["key"][0])
-        in_url = True
-    if endpoint == "BidiGenerateContentConstrained":
-        auth = headers.get("Authorization", "")
-        if auth.startswith("Token ") and auth[6:].strip():
-            given.append(auth[6:].strip())
-        if query.get("access_token"):
-            given.append(query["access_token"][0])
-            in_url = True
-    return _Credentials(bool(given), in_url, any(value in rejected_keys for value in given))
-
-
-class _LogWriter:
-    """Writes JSON lines from a bounded queue on a thread, so the event loop never waits on the disk."""
-
-    _STOP = object()
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.dropped = 0
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=LOG_QUEUE_LINES)
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by the writer thread
-        self._thread = threading.Thread(target=self._run, name="emulator-log", daemon=True)
-        self._thread.start()
-
-    def write(self, event: dict[str, Any]) -> None:
-        try:
-            self._queue.put_nowait(json.dumps(event, ensure_ascii=False, default=str))
-        except queue.Full:
-            self.dropped += 1
-
-    def _run(self) -> None:
-        with self._file:
-            while True:
-                line = self._queue.get()
-                if line is self._STOP:
-                    return
-                self._file.write(line + "\n")
-                if self._queue.empty():
-                    self._file.flush()
-
-    async def close(self) -> None:
-        await asyncio.to_thread(self._queue.put, self._STOP)
-        await asyncio.to_thread(self._thread.join)
 
 
 class Emulator:
@@ -183,28 +82,45 @@ class Emulator:
         self.config = config or EmulatorConfig()
         self._scenario = scenario or Scenario()
         self._fault_index = 0  # connections made since the scenario was set
-        self.connections: list[ConnectionRecord] = []
-        self.received: list[Received] = []
-        self.turns: list[TurnRecord] = []
-        self.ignored_audio_chunks = 0
-        self.internal_errors: list[str] = []  # emulator bugs (tracebacks); tests may assert it stays empty
+        self._journal = Journal(self.config)
+        self._host = Host(self.config, self._journal, Conversations(self.config.max_handles))
         self._active: dict[int, ConnectionHandler] = {}
-        self._conversations = itertools.count(1)
-        self._handles: OrderedDict[str, Conversation] = OrderedDict()
         self._ids = itertools.count(1)
         self._server: Server | None = None
         self._port: int | None = None  # kept while offline, to listen there again
         self._offline = False
         self._online_task: asyncio.Task[None] | None = None
-        self._cond: asyncio.Condition | None = None
-        self._log: _LogWriter | None = None
         # "localhost" may resolve to two addresses, each with its own free port; bind one of them only.
         self._bind_host = "127.0.0.1" if self.config.host == "localhost" else self.config.host
 
     # ------------------------------------------------------------------------------------------------------
-    # Public API
+    # Records (kept by the journal; these are the lists tests assert on)
     # ------------------------------------------------------------------------------------------------------
 
+    @property
+    def connections(self) -> list[ConnectionRecord]:
+        return self._journal.connections
+
+    @property
+    def received(self) -> list[Received]:
+        return self._journal.received
+
+    @property
+    def turns(self) -> list[TurnRecord]:
+        return self._journal.turns
+
+    @property
+    def ignored_audio_chunks(self) -> int:
+        return self._journal.ignored_audio_chunks
+
+    @property
+    def internal_errors(self) -> list[str]:
+        """Emulator bugs (tracebacks); tests may assert it stays empty."""
+        return self._journal.internal_errors
+
+    # ------------------------------------------------------------------------------------------------------
+    # Public API
+    # ------------------------------------------------------------------------------------------------------
     @property
     def scenario(self) -> Scenario:
         return self._scenario
@@ -242,15 +158,11 @@ class Emulator:
             return
         if not is_loopback_host(self.config.host):
             raise ValueError(f"the emulator only serves this machine: use --host 127.0.0.1, not {self.config.host}")
-        self._cond = asyncio.Condition()
-        if self.config.log_path:
-            self._log = _LogWriter(self.config.log_path)
+        self._journal.start()
         try:
             await self._listen(self.config.port)
         except BaseException:
-            if self._log is not None:
-                await self._log.close()
-                self._log = None
+            await self._journal.close_log()
             raise
 
     async def _listen(self, port: int) -> None:
@@ -272,9 +184,7 @@ class Emulator:
             await self.close_all(1001, "The emulator is shutting down.")
             server.close()
             await server.wait_closed()
-        if self._log is not None:
-            log, self._log = self._log, None
-            await log.close()
+        await self._journal.close_log()
 
     async def __aenter__(self) -> Emulator:
         await self.start()
@@ -288,7 +198,7 @@ class Emulator:
 
         A predicate that raises (e.g. IndexError on ``emu.turns[0]`` before the first turn) counts as false.
         """
-        if self._cond is None:
+        if not self._journal.started:
             raise RuntimeError("the emulator is not running; call start() first")
         last_error: list[BaseException] = []
 
@@ -301,8 +211,7 @@ class Emulator:
 
         try:
             async with asyncio.timeout(timeout):
-                async with self._cond:
-                    await self._cond.wait_for(check)
+                await self._journal.wait_until(check)
         except TimeoutError:
             name = getattr(predicate, "__name__", repr(predicate))
             raised = f"; the predicate last raised {last_error[0]!r}" if last_error else ""
@@ -311,16 +220,7 @@ class Emulator:
 
     def describe(self) -> str:
         """A one-paragraph summary of what happened so far, for failure messages."""
-        conns = []
-        for rec in self.connections[-5:]:
-            state = "open" if not rec.closed else f"closed by {rec.closed_by} {rec.close_code} {rec.close_reason!r}"
-            conns.append(f"#{rec.id} {rec.model or '-'} {state}")
-        kinds = [r.kind for r in self.received[-6:]]
-        turns = [f"#{t.conn_id}:{t.ending or 'open'}" for t in self.turns[-5:]]
-        errors = f", internal errors: {len(self.internal_errors)}" if self.internal_errors else ""
-        return (f"{len(self.connections)} connection(s) [{'; '.join(conns)}], {len(self.turns)} turn(s) "
-                f"[{', '.join(turns)}], last received {kinds}, ignored audio chunks {self.ignored_audio_chunks}"
-                f"{errors}")
+        return self._journal.describe()
 
     async def drop_all(self) -> None:
         """Abruptly drop every client connection (no close frame; clients see 1006)."""
@@ -358,7 +258,7 @@ class Emulator:
             for handler in handlers:
                 await handler.drop()
             await server.wait_closed()  # every handler of the dropped connections has returned
-            await self._changed()
+            await self._journal.changed()
         if self._online_task is not None:
             self._online_task.cancel()
             self._online_task = None
@@ -376,7 +276,7 @@ class Emulator:
         assert self._port is not None
         await self._listen(self._port)
         self._offline = False
-        await self._changed()
+        await self._journal.changed()
 
     async def _online_after(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -430,44 +330,6 @@ class Emulator:
         return len(targets)
 
     # ------------------------------------------------------------------------------------------------------
-    # Used by ConnectionHandler
-    # ------------------------------------------------------------------------------------------------------
-
-    async def _changed(self) -> None:
-        if self._cond is None:
-            return
-        async with self._cond:
-            self._cond.notify_all()
-
-    async def _record_received(self, received: Received) -> None:
-        _append_capped(self.received, received, self.config.max_received)
-        if self._log is not None:
-            self._log.write({"time": time.time(), "event": "received", "conn": received.conn_id,
-                             "kind": received.kind, "message": received.message})
-        await self._changed()
-
-    async def _add_turn(self, turn: TurnRecord) -> None:
-        _append_capped(self.turns, turn, self.config.max_turns)
-        await self._changed()
-
-    def _internal_error(self, conn_id: int, text: str) -> None:
-        logging.getLogger(__name__).error("emulator bug on connection %s:\n%s", conn_id, text)
-        _append_capped(self.internal_errors, f"connection {conn_id}: {text}", 100)
-
-    def _new_conversation(self, model: str) -> Conversation:
-        return Conversation(next(self._conversations), model)
-
-    def _conversation_for_handle(self, handle: str) -> Conversation | None:
-        return self._handles.get(handle)
-
-    def _issue_handle(self, conversation: Conversation) -> str:
-        handle = secrets.token_urlsafe(24)
-        self._handles[handle] = conversation
-        while len(self._handles) > self.config.max_handles:
-            self._handles.popitem(last=False)
-        return handle
-
-    # ------------------------------------------------------------------------------------------------------
     # Server plumbing
     # ------------------------------------------------------------------------------------------------------
 
@@ -482,32 +344,28 @@ class Emulator:
         path = urlsplit(request.path).path
         match = API_PATH.fullmatch(path)
         assert match is not None  # _process_request refused everything else
-        creds = _credentials(request, match["endpoint"], self.config.rejected_keys)
+        creds = credentials_of(request, match["endpoint"], self.config.rejected_keys)
         record = ConnectionRecord(
             id=next(self._ids), path=path, api_version=match["version"], endpoint=match["endpoint"],
             has_key=creds.has_key, key_in_url=creds.key_in_url, user_agent=request.headers.get("User-Agent"),
             opened_at=asyncio.get_running_loop().time(),
         )
-        _append_capped(self.connections, record, self.config.max_connections)
+        self._journal.add_connection(record)
         scenario = self._scenario.copy()
         faults = scenario.faults_apply(self._fault_index)
         self._fault_index += 1
-        handler = ConnectionHandler(self, ws, record, scenario, faults=faults, key_rejected=creds.rejected)
+        handler = ConnectionHandler(self._host, ws, record, scenario, faults=faults, key_rejected=creds.rejected)
         self._active[record.id] = handler
-        if self._log is not None:
-            self._log.write({"time": time.time(), "event": "connect", "conn": record.id, "path": path,
-                             "has_key": record.has_key, "key_in_url": record.key_in_url,
-                             "user_agent": record.user_agent})
-        await self._changed()
+        self._journal.log("connect", conn=record.id, path=path, has_key=record.has_key,
+                          key_in_url=record.key_in_url, user_agent=record.user_agent)
+        await self._journal.changed()
         try:
             await handler.run()
         finally:
             self._active.pop(record.id, None)
-            if self._log is not None:
-                self._log.write({"time": time.time(), "event": "close", "conn": record.id,
-                                 "closed_by": record.closed_by, "code": record.close_code,
-                                 "reason": record.close_reason})
-            await self._changed()
+            self._journal.log("close", conn=record.id, closed_by=record.closed_by, code=record.close_code,
+                              reason=record.close_reason)
+            await self._journal.changed()
 
 
 # ----------------------------------------------------------------------------------------------------------

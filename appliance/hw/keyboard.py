@@ -22,7 +22,8 @@ import termios
 from collections.abc import Callable
 from typing import IO, Any
 
-from appliance.hw.button import ButtonError, Gesture
+from appliance.hw.button import ButtonError
+from appliance.hw.gestures import Gesture
 
 __all__ = ["HELP_LINE", "KeyboardButton"]
 

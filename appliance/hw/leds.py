@@ -47,15 +47,12 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from appliance.settings.loader import LedsConfig
+from appliance.hw.states import STATES
+from appliance.settings.schema import LedsConfig
 
 __all__ = ["STATES", "Leds", "LedsError", "Pattern", "build_leds", "pattern_for"]
 
 _log = logging.getLogger(__name__)
-
-STATES: tuple[str, ...] = (
-    "connecting", "idle", "listening", "thinking", "speaking", "offline", "error", "alarm",
-)
 
 _NONE_ADVICE = 'or set leds.kind = "none" to run without status LEDs'
 

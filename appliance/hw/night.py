@@ -6,9 +6,15 @@ the owner re-evaluates at every boundary rather than counting down once).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 _WINDOW = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")
 
@@ -87,3 +93,78 @@ class NightMode:
         state = "on" if self.active(moment) else "off"
         how = "by the schedule" if self.override is None else "set by hand"
         return f"{state} ({how})"
+
+
+class Dimmable(Protocol):
+    def set_brightness_cap(self, cap: float) -> None: ...
+
+
+Now = Callable[[], dt.datetime]
+
+
+def local_now() -> dt.datetime:
+    return dt.datetime.now().astimezone()
+
+
+class NightLights:
+    """Holds the LEDs at `night_cap` while night mode is on, `day_cap` otherwise.
+
+    Runs on the event loop with one timer: it wakes at the window's next boundary, and at
+    least every `recheck_s`, because the wall clock of a Pi without an RTC may jump.
+    """
+
+    def __init__(
+        self,
+        mode: NightMode,
+        leds: Dimmable,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        day_cap: float,
+        night_cap: float,
+        now: Now = local_now,
+        recheck_s: float = 600.0,
+    ) -> None:
+        self.mode = mode
+        self._leds = leds
+        self._loop = loop
+        self._day_cap = day_cap
+        self._night_cap = night_cap
+        self._now = now
+        self._recheck_s = recheck_s
+        self._timer: asyncio.TimerHandle | None = None
+        self._active: bool | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.mode.active(self._now())
+
+    def start(self) -> None:
+        self._apply()
+
+    def set(self, word: str) -> str:
+        """`ctl night on|off|auto`; returns how night mode stands now."""
+        self.mode.set(word)
+        self._apply()
+        return self.describe()
+
+    def describe(self) -> str:
+        return self.mode.describe(self._now())
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _apply(self) -> None:
+        self.close()
+        moment = self._now()
+        active = self.mode.active(moment)
+        if active != self._active:
+            self._active = active
+            self._leds.set_brightness_cap(self._night_cap if active else self._day_cap)
+            log.info("night mode %s", self.mode.describe(moment))
+        wait = self._recheck_s
+        change = None if self.mode.override is not None else self.mode.window.next_change(moment)
+        if change is not None:
+            wait = min(wait, max(0.0, (change - moment).total_seconds()) + 0.5)
+        self._timer = self._loop.call_later(wait, self._apply)

@@ -28,7 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from appliance.live.channel import OrderedChannel
-from appliance.netutil import is_loopback_host
+from appliance.live.endpoint import check_endpoint
 from appliance.settings.secrets import RedactingFilter, Secret
 from appliance.live import messages as p
 from appliance.live.conversation import TURN_EVENTS, Attributed, Conversation, Origin, TurnEnded
@@ -47,6 +47,9 @@ wire_log.addFilter(_wire_redactor)
 ACTIVITY_REPLAY_BYTES = 60 * 16000 * 2
 #: a question that could not be sent is dropped when the link is down longer than this
 STALE_TURN_S = 20.0
+#: Longest wait between tries while a question is held for the link: a few short
+#: tries cost little, and the user is standing at the counter waiting.
+HELD_RETRY_MAX_S = 2.0
 #: server events waiting for the owner; past it the socket reader waits (backpressure).
 #: Link changes and turn ends are never held back or dropped.
 EVENT_QUEUE_SIZE = 512
@@ -99,24 +102,6 @@ def classify_close(code: int | None, reason: str) -> CloseKind:
         if "deadline expired" in text:
             return CloseKind.RESUME
     return CloseKind.TRANSIENT
-
-
-class InsecureEndpointError(ValueError):
-    pass
-
-
-def check_endpoint(url: str) -> None:
-    """Refuse plain ws:// except to this machine: the key would cross the network in clear."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise InsecureEndpointError(f"live.endpoint must be a ws:// or wss:// URL with a host, not {url!r}")
-    if parts.scheme == "ws" and not is_loopback_host(parts.hostname):
-        raise InsecureEndpointError(
-            f"live.endpoint {parts.hostname} uses plain ws://, which would send the API key in clear; "
-            "use wss:// (plain ws:// is only allowed to 127.0.0.1/localhost)"
-        )
-
-
 
 
 @dataclass
@@ -575,6 +560,10 @@ class LiveSession:
             delay = self._quota.next_delay()
         else:
             delay = self._transient.next_delay()
+            if self.conversation.needs_replay:
+                # someone is waiting for this question: the long tail of the backoff
+                # would outlast the hold, so keep trying every couple of seconds
+                delay = min(delay, HELD_RETRY_MAX_S)
         self.last_error = reason
         self._set_state(LinkState.OFFLINE, reason, code)
         log.warning("offline (%s); reconnecting in %.1f s", reason, delay)

@@ -6,6 +6,10 @@ is the second line of defence: attached to log handlers, it rewrites every
 record so that a revealed key that slipped into a message, its `%s`
 arguments or a traceback is replaced by ``[redacted]`` before any handler
 formats it.
+
+The names of where the key comes from (`API_KEY_ENV`, `CREDENTIAL_NAME`) live here too, so
+every message that tells the owner where to put the key names the same places;
+`appliance.settings.keys` does the reading.
 """
 
 from __future__ import annotations
@@ -16,16 +20,28 @@ import threading
 from collections.abc import Iterable
 from typing import NoReturn
 
-__all__ = ["REDACTED", "RedactingFilter", "Secret", "install_redaction"]
+__all__ = [
+    "API_KEY_ENV",
+    "CREDENTIAL_NAME",
+    "NO_API_KEY",
+    "REDACTED",
+    "RedactingFilter",
+    "Secret",
+    "install_redaction",
+]
 
 REDACTED = "[redacted]"
 _PLACEHOLDER = "Secret('****')"
 
+#: where the API key comes from first: this environment variable
+API_KEY_ENV = "GEMINI_API_KEY"
+#: then the systemd credential of this name (LoadCredential= in the unit)
+CREDENTIAL_NAME = "gemini-api-key"
 
 #: what the owner reads when no key is configured: `ask` prints it, the daemon shows it
 NO_API_KEY = (
-    "no API key: set GEMINI_API_KEY, or live.api_key_file in the config, "
-    "or use the systemd credential gemini-api-key"
+    f"no API key: set {API_KEY_ENV}, or live.api_key_file in the config, "
+    f"or use the systemd credential {CREDENTIAL_NAME}"
 )
 
 

@@ -16,10 +16,8 @@ after it went off (measured on the monotonic clock).  The alarm sound and LEDs a
 owner gets `on_ring(timer)` once per timer and `on_change()` after every change, and asks
 `ringing()` / `any_ringing`.
 
-The file is written off the event loop (fsync on an SD card can take long), coalescing bursts of
-changes; `flush()` waits for the file to catch up.  What is written must always load again: the state
-is encoded as strict UTF-8 JSON before the old file is touched, and a state that cannot be encoded is
-logged and not written.  A file with some bad entries loads the good ones.
+The file (`timers.store`) is written off the event loop (fsync on an SD card can take long),
+coalescing bursts of changes; `flush()` waits for the file to catch up.
 """
 
 from __future__ import annotations
@@ -27,21 +25,23 @@ from __future__ import annotations
 import asyncio
 import builtins
 import dataclasses
-import json
 import logging
-import math
-import os
-import re
-import threading
 import time
-import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from appliance.atomicfile import FileRefused, read_regular_file, write_atomic
-from appliance.settings.loader import TimersConfig
+from appliance.settings.schema import TimersConfig
+from appliance.timers.model import (
+    DEFAULT_CHECK_INTERVAL_S,
+    DEFAULT_LABEL,
+    MAX_LABEL_CHARS,
+    RINGING,
+    Timer,
+    TimerError,
+    clean_call_id,
+    normalise_label,
+)
+from appliance.timers.store import TIMERS_FILE, StoredTimers, TimerStore, problem_text
 
 __all__ = [
     "DEFAULT_CHECK_INTERVAL_S",
@@ -55,275 +55,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-TIMERS_FILE = "timers.json"
-FILE_VERSION = 1
-DEFAULT_CHECK_INTERVAL_S = 5.0
-DEFAULT_LABEL = "timer"
-MAX_LABEL_CHARS = 40
-#: a tool call id longer than this is cut (ids are short; this only bounds what is stored)
-MAX_CALL_ID_CHARS = 200
-#: a timers file holds at most a few hundred small entries; anything bigger is not one
-MAX_FILE_BYTES = 1024 * 1024
-# Bounds on stored numbers, generous but finite: ids up to t999999999, durations up to 10^7 s (115 days).
-_MAX_ID_NUMBER = 999_999_999
-_MAX_STORED_DURATION_S = 10_000_000
-
-RUNNING = "running"
-RINGING = "ringing"
-
-
-@dataclass
-class Timer:
-    """One timer; `deadline`, `created_at` and `ringing_since` are wall-clock epoch seconds."""
-
-    id: str
-    label: str
-    duration_s: int
-    deadline: float
-    created_at: float
-    call_id: str | None = None
-    ringing_since: float | None = None
-
-    @property
-    def state(self) -> str:
-        return RUNNING if self.ringing_since is None else RINGING
-
-
-class TimerError(Exception):
-    """A timer request that cannot be done, with a code the model (or `ctl`) can act on."""
-
-    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-
-
-# --------------------------------------------------------------------------- the file
-
-
-@dataclass
-class StoredTimers:
-    timers: list[Timer]
-    next_id: int
-
-
-class TimerStore:
-    """`timers.json` in the state directory: written atomically, mode 0600, never fatal to read."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()  # saves run on worker threads: one writer at a time
-
-    @classmethod
-    def in_dir(cls, state_dir: Path) -> TimerStore:
-        return cls(Path(state_dir) / TIMERS_FILE)
-
-    @property
-    def corrupt_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".corrupt")
-
-    def load(self) -> StoredTimers:
-        """The stored timers; a missing file is empty, a bad one is logged, set aside and empty.
-
-        Bad entries in an otherwise good file are skipped (one log line; the original is kept as
-        `corrupt_path`), so one broken timer does not cost the others.
-        """
-        try:
-            raw = read_regular_file(self.path, MAX_FILE_BYTES)
-        except FileNotFoundError:
-            return StoredTimers([], 1)
-        except FileRefused as exc:
-            self._set_aside(exc.problem)
-            return StoredTimers([], 1)
-        except OSError as exc:
-            self._set_aside(f"cannot be read ({_reason(exc)})")
-            return StoredTimers([], 1)
-        try:
-            stored, problems = _decode(json.loads(raw.decode("utf-8")))
-        except UnicodeDecodeError:
-            self._set_aside("is not UTF-8 text")
-            return StoredTimers([], 1)
-        except (ValueError, TypeError, KeyError, RecursionError) as exc:
-            self._set_aside(f"is not a valid timers file ({_reason(exc)})")
-            return StoredTimers([], 1)
-        if problems:
-            kept = self._keep_copy(raw)
-            log.error(
-                "timers file %s: skipped %d bad entr%s (%s), loaded %d timer(s) (%s)",
-                self.path, len(problems), "y" if len(problems) == 1 else "ies", problems[0],
-                len(stored.timers), kept,
-            )
-        return stored
-
-    def save(self, stored: StoredTimers) -> bool:
-        """Replace the file in one step: a crash leaves the old file or the new one, never half.
-
-        The whole state is encoded (JSON, then strict UTF-8) before the file is touched; a state
-        that cannot be stored is logged and the previous file stays.  Returns whether it was written;
-        a failing write raises OSError.
-        """
-        try:
-            payload = (
-                json.dumps(_encode(stored), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
-            ).encode("utf-8")
-        except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
-            log.error(
-                "timers not saved to %s: the state cannot be stored as UTF-8 JSON (%s); the file keeps "
-                "the previous state",
-                self.path, _reason(exc),
-            )
-            return False
-        with self._lock:
-            write_atomic(self.path, payload, mode=0o600)
-        return True
-
-    def _keep_copy(self, raw: bytes) -> str:
-        try:
-            write_atomic(self.corrupt_path, raw, mode=0o600)
-        except OSError as exc:
-            return f"could not keep the original as {self.corrupt_path}: {_reason(exc)}"
-        return f"the original is kept as {self.corrupt_path}"
-
-    def _set_aside(self, problem: str) -> None:
-        try:
-            os.replace(self.path, self.corrupt_path)
-            kept = f"kept as {self.corrupt_path}"
-        except OSError as exc:
-            kept = f"could not keep it as {self.corrupt_path}: {_reason(exc)}"
-        log.error("timers file %s %s; starting with no timers (%s)", self.path, problem, kept)
-
-
-def _encode(stored: StoredTimers) -> dict[str, Any]:
-    return {
-        "version": FILE_VERSION,
-        "next_id": stored.next_id,
-        "timers": [dataclasses.asdict(t) for t in stored.timers],
-    }
-
-
-_ID_PATTERN = re.compile(r"t[1-9][0-9]{0,8}")
-
-
-def _decode(data: Any) -> tuple[StoredTimers, builtins.list[str]]:
-    """The timers in a parsed file, and what was wrong with the entries that were skipped.
-
-    Raises ValueError/TypeError/KeyError when the file as a whole is not a timers file.
-    """
-    if not isinstance(data, dict) or data.get("version") != FILE_VERSION:
-        raise ValueError(f"expected an object with version {FILE_VERSION}")
-    raw_timers = data["timers"]
-    if not isinstance(raw_timers, list):
-        raise ValueError("timers must be a list")
-    problems: builtins.list[str] = []
-    next_id = data.get("next_id")
-    if isinstance(next_id, bool) or not isinstance(next_id, int) or not 1 <= next_id <= _MAX_ID_NUMBER + 1:
-        problems.append("next_id is not a whole number from 1 to 1000000000")
-        next_id = 1
-    timers: builtins.list[Timer] = []
-    seen: set[str] = set()
-    for index, raw in enumerate(raw_timers):
-        try:
-            timer = _decode_timer(raw)
-        except (ValueError, TypeError, KeyError) as exc:
-            problems.append(f"entry {index + 1}: {_reason(exc)}")
-            continue
-        if timer.id in seen:
-            problems.append(f"entry {index + 1}: a second timer {timer.id}")
-            continue
-        seen.add(timer.id)
-        timers.append(timer)
-    # Never hand out an id that is already taken, whatever next_id says.
-    highest = max((int(t.id[1:]) for t in timers), default=0)
-    return StoredTimers(timers, max(next_id, highest + 1)), problems
-
-
-def _decode_timer(raw: Any) -> Timer:
-    if not isinstance(raw, dict):
-        raise ValueError("a timer must be an object")
-    missing = [name for name in ("id", "label", "duration_s", "deadline", "created_at") if name not in raw]
-    if missing:
-        raise ValueError(f"no {', '.join(missing)}")
-    timer = Timer(
-        id=raw["id"],
-        label=raw["label"],
-        duration_s=raw["duration_s"],
-        deadline=raw["deadline"],
-        created_at=raw["created_at"],
-        call_id=raw.get("call_id"),
-        ringing_since=raw.get("ringing_since"),
-    )
-    if not isinstance(timer.id, str) or not _ID_PATTERN.fullmatch(timer.id):
-        raise ValueError("bad timer id")
-    if not isinstance(timer.label, str) or not timer.label:
-        raise ValueError(f"timer {timer.id} has no label")
-    timer.label = normalise_label(timer.label)  # a file written by an older version may hold any text
-    if (
-        isinstance(timer.duration_s, bool)
-        or not isinstance(timer.duration_s, int)
-        or not 1 <= timer.duration_s <= _MAX_STORED_DURATION_S
-    ):
-        raise ValueError(f"timer {timer.id} has a bad duration")
-    for name in ("deadline", "created_at", "ringing_since"):
-        value = getattr(timer, name)
-        if value is None and name == "ringing_since":
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"timer {timer.id} has a bad {name}")
-        setattr(timer, name, float(value))
-    if timer.call_id is not None and not isinstance(timer.call_id, str):
-        raise ValueError(f"timer {timer.id} has a bad call_id")
-    timer.call_id = clean_call_id(timer.call_id)
-    return timer
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return text or type(exc).__name__
-
-
-# --------------------------------------------------------------------------- the service
-
-
-# Characters that reorder how text is shown (bidirectional overrides and isolates): a label must read as it is.
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-#: how much of a label is looked at; the rest cannot survive the MAX_LABEL_CHARS cut anyway
-_LABEL_INPUT_CHARS = 1000
-
-
-def _clean_char(ch: str) -> str:
-    category = unicodedata.category(ch)
-    if category == "Cs":
-        return "\ufffd"  # a lone surrogate: no UTF-8 file or socket can carry it
-    if category == "Cc":
-        return " "
-    if ch in _BIDI_CONTROLS:
-        return ""
-    return ch
-
-
-def normalise_label(label: object) -> str:
-    """One line of text that can be stored and shown: at most MAX_LABEL_CHARS, single spaces.
-
-    Lone surrogates become U+FFFD, control characters spaces; empty (or not text) becomes DEFAULT_LABEL.
-    The label comes from the model or `ctl`, and whatever is stored is written to a UTF-8 file and sent
-    over the control socket, so this is the one place it is made safe for both.
-    """
-    if not isinstance(label, str):
-        return DEFAULT_LABEL
-    cleaned = "".join(_clean_char(ch) for ch in label[:_LABEL_INPUT_CHARS])
-    text = " ".join(cleaned.split())[:MAX_LABEL_CHARS].strip()
-    return text or DEFAULT_LABEL
-
-
-def clean_call_id(call_id: object) -> str | None:
-    """A tool call id as it can be stored: lone surrogates replaced, at most MAX_CALL_ID_CHARS; else None."""
-    if not isinstance(call_id, str) or not call_id:
-        return None
-    return "".join("\ufffd" if unicodedata.category(ch) == "Cs" else ch for ch in call_id[:MAX_CALL_ID_CHARS])
 
 
 class TimerService:
@@ -653,7 +384,7 @@ class TimerService:
         try:
             self.store.save(snapshot)
         except OSError as exc:
-            log.error("cannot save the timers to %s: %s", self.store.path, _reason(exc))
+            log.error("cannot save the timers to %s: %s", self.store.path, problem_text(exc))
 
     def _save_done(self, _future: asyncio.Future[None]) -> None:
         self._save_running = False

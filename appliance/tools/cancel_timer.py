@@ -6,7 +6,8 @@ from typing import Any
 
 from appliance.tools.list_timers import timer_row
 from appliance.tools.registry import Tool, ToolContext, ToolError
-from appliance.timers.service import Timer, TimerService
+from appliance.timers.model import Timer
+from appliance.timers.service import TimerService
 
 
 def run(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:

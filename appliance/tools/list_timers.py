@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from appliance.tools.registry import Tool, ToolContext
-from appliance.timers.service import Timer, TimerService
+from appliance.timers.model import Timer
+from appliance.timers.service import TimerService
 
 
 def timer_row(timers: TimerService, timer: Timer) -> dict[str, Any]:

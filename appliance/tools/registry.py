@@ -1,6 +1,6 @@
 """Function tools for the model: declarations, argument checking, answers and undo.
 
-A tool is one small module exporting a `Tool`; `ALL_TOOLS` lists them.  The registry turns a
+A tool is one small module exporting a `Tool`; `catalog.ALL_TOOLS` lists them.  The registry turns a
 `toolCall` into one `FunctionResponse` per call, always with the call's id and name and always at
 once: the tools are synchronous and fast (no network, the timer file is written off the loop).
 Nothing a model sends can crash it: unknown names, bad arguments and failing tools all become an
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from appliance.live.messages import FunctionResponse, ToolCall
 
 if TYPE_CHECKING:
-    from appliance.settings.loader import Config
+    from appliance.settings.schema import Config
     from appliance.timers.service import TimerService
 
 __all__ = [
@@ -194,20 +194,6 @@ class ToolRegistry:
                 raise ValueError(f"two tools are named {tool.name!r}")
             self._tools[tool.name] = tool
         self._records: OrderedDict[str, CallRecord] = OrderedDict()
-
-    @classmethod
-    def from_config(cls, cfg: Config, ctx: ToolContext) -> ToolRegistry:
-        """The tools named in `[tools] enabled`, in that order."""
-        from appliance.tools import ALL_TOOLS
-
-        chosen = []
-        for name in dict.fromkeys(cfg.tools.enabled):
-            tool = ALL_TOOLS.get(name)
-            if tool is None:
-                log.warning("ignoring unknown tool %r in tools.enabled", name)
-                continue
-            chosen.append(tool)
-        return cls(chosen, ctx)
 
     @property
     def names(self) -> tuple[str, ...]:

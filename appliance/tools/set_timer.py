@@ -6,7 +6,7 @@ from typing import Any
 
 from appliance.tools.list_timers import end_fields
 from appliance.tools.registry import BadArguments, CallRecord, Tool, ToolContext, ToolError
-from appliance.timers.service import MAX_LABEL_CHARS, TimerError, normalise_label
+from appliance.timers.model import MAX_LABEL_CHARS, TimerError, normalise_label
 
 
 def run(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:

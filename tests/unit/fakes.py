@@ -190,3 +190,18 @@ class FakeLights:
 
     def show(self, state: str) -> None:
         self.shown.append(state)
+
+
+@dataclass
+class FakeTimers:
+    """Named fake of the timer service's ringing side: which timers ring, and stopping them."""
+
+    ringing: list[str] = field(default_factory=list)
+
+    @property
+    def any_ringing(self) -> bool:
+        return bool(self.ringing)
+
+    def stop_ringing(self) -> list[str]:
+        stopped, self.ringing = self.ringing, []
+        return stopped

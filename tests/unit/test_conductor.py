@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from appliance.hw.button import Gesture
+from appliance.hw.gestures import Gesture
 from appliance.app.conductor import Conductor, State
-from appliance.settings.loader import Config
+from appliance.settings.schema import Config
 from appliance.live import messages as p
 from appliance.live.connection import LinkState
 from appliance.app.supervisor import Supervisor

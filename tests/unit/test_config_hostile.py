@@ -8,16 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance.settings import loader as config_module
-from appliance.settings.loader import (
-    CONFIG_MAX_BYTES,
-    KEY_FILE_MAX_BYTES,
-    Config,
-    ConfigError,
-    LiveConfig,
-    load_api_key,
-    load_config,
-)
+from appliance.settings import fields
+from appliance.settings.keys import KEY_FILE_MAX_BYTES, load_api_key
+from appliance.settings.loader import CONFIG_MAX_BYTES, load_config
+from appliance.settings.schema import Config, ConfigError, LiveConfig
 
 
 def load_file(tmp_path: Path, text: str) -> Config:
@@ -93,17 +87,17 @@ def test_a_config_path_with_an_over_long_name_is_one_line() -> None:
 # --------------------------------------------------------------------------- numbers
 
 
-def numeric_specs() -> list[config_module._Spec]:
+def numeric_specs() -> list[fields.Spec]:
     return [
         spec
-        for _section, (_type, specs) in config_module._sections().items()
+        for _section, (_type, specs) in fields.sections().items()
         for spec in specs.values()
         if spec.kind in (int, float)
     ]
 
 
 @pytest.mark.parametrize("spec", numeric_specs(), ids=lambda spec: spec.dotted)
-def test_every_number_in_the_schema_has_both_bounds(spec: config_module._Spec) -> None:
+def test_every_number_in_the_schema_has_both_bounds(spec: fields.Spec) -> None:
     low, high = spec.meta.get("min"), spec.meta.get("max")
     assert low is not None and high is not None, f"{spec.dotted} needs min= and max="
     assert low <= high

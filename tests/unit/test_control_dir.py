@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance.settings import loader as config_module
+from appliance.settings import paths
 from appliance.cli import main
-from appliance.settings.loader import Config, ConfigError, control_socket_path, secure_control_socket_path
+from appliance.settings.paths import control_socket_path, secure_control_socket_path
+from appliance.settings.schema import Config, ConfigError
 
 NO_RUNTIME: dict[str, str] = {}  # neither RUNTIME_DIRECTORY nor XDG_RUNTIME_DIR
 
@@ -21,7 +22,7 @@ def fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     parent = tmp_path / "tmp"
     parent.mkdir()
     parent.chmod(0o1777)
-    monkeypatch.setattr(config_module, "RUNTIME_FALLBACK_PARENT", str(parent))
+    monkeypatch.setattr(paths, "RUNTIME_FALLBACK_PARENT", str(parent))
     return parent / f"appliance-{os.getuid()}"
 
 

@@ -23,7 +23,7 @@ from appliance.audio.capture import Capture
 from appliance.audio.devices import AudioDeviceError
 from appliance.audio.speaker import Player
 from appliance.audio.stream import PortAudioHost
-from appliance.settings.loader import AudioConfig
+from appliance.settings.schema import AudioConfig
 from waiting import wait_until
 
 MIC, SPEAKER = "usb-mic", "usb-speaker"

@@ -16,7 +16,7 @@ from gpiozero import PWMLED
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from appliance.hw import leds as leds_module
-from appliance.settings.loader import LedsConfig
+from appliance.settings.schema import LedsConfig
 from appliance.hw.leds import Leds, build_leds
 
 TIMEOUT_S = 5.0

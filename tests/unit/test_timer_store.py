@@ -10,16 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance.settings.loader import TimersConfig
-from appliance.timers.service import (
-    MAX_LABEL_CHARS,
-    TIMERS_FILE,
-    StoredTimers,
-    Timer,
-    TimerService,
-    TimerStore,
-    normalise_label,
-)
+from appliance.settings.schema import TimersConfig
+from appliance.timers.model import MAX_LABEL_CHARS, Timer, normalise_label
+from appliance.timers.service import TimerService
+from appliance.timers.store import TIMERS_FILE, StoredTimers, TimerStore
 
 START = 1_800_000_000.0
 
@@ -100,7 +94,7 @@ def test_state_that_cannot_be_encoded_keeps_the_previous_file(
     assert store.save(StoredTimers([timer(1)], 2)) is True
     before = path.read_bytes()
 
-    with caplog.at_level(logging.ERROR, logger="appliance.timers.service"):
+    with caplog.at_level(logging.ERROR, logger="appliance.timers.store"):
         written = store.save(StoredTimers([timer(1), timer(2, "\ud800")], 3))
 
     assert written is False
@@ -135,7 +129,7 @@ def test_a_file_with_bad_entries_keeps_the_good_ones(path: Path, caplog: pytest.
     }).encode()
     path.write_bytes(content)
 
-    with caplog.at_level(logging.ERROR, logger="appliance.timers.service"):
+    with caplog.at_level(logging.ERROR, logger="appliance.timers.store"):
         stored = TimerStore(path).load()
 
     assert [(t.id, t.label) for t in stored.timers] == [("t1", "eggs")]
@@ -172,7 +166,7 @@ def test_an_oversized_state_file_is_set_aside(path: Path, caplog: pytest.LogCapt
     path.parent.mkdir(parents=True)
     with open(path, "wb") as handle:
         handle.truncate(64 * 1024 * 1024)  # sparse: costs no disk
-    with caplog.at_level(logging.ERROR, logger="appliance.timers.service"):
+    with caplog.at_level(logging.ERROR, logger="appliance.timers.store"):
         stored = TimerStore(path).load()
     assert stored.timers == []
     assert path.with_name(TIMERS_FILE + ".corrupt").exists() and not path.exists()

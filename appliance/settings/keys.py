@@ -1,0 +1,96 @@
+"""Find and read the API key: the environment, the systemd credential, or a key file.
+
+The key is wrapped in a `Secret` as soon as it is read, so nothing downstream can print it.
+A key file must be a regular file of at most `KEY_FILE_MAX_BYTES` holding one line; one
+that others can read still works but draws a warning with the chmod that fixes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from appliance.atomicfile import FileRefused, read_regular_file
+from appliance.settings.checks import check_key_file
+from appliance.settings.display import looks_like_credential, show
+from appliance.settings.schema import Config, ConfigError
+from appliance.settings.secrets import API_KEY_ENV, CREDENTIAL_NAME, Secret
+
+__all__ = ["KEY_FILE_MAX_BYTES", "load_api_key"]
+
+#: an API key file or credential holds one key; anything bigger is not one
+KEY_FILE_MAX_BYTES = 4096
+
+
+def load_api_key(
+    cfg: Config,
+    *,
+    env: Mapping[str, str] = os.environ,
+    warn: Callable[[str], None] | None = None,
+) -> Secret | None:
+    """Find the API key: `$GEMINI_API_KEY`, the systemd credential, `live.api_key_file`.
+
+    The first source present wins.  Returns None when there is no key at all;
+    the caller decides whether that is fatal.
+    """
+    warn = warn or logging.getLogger(__name__).warning
+
+    from_env = env.get(API_KEY_ENV, "").strip()
+    if from_env:
+        return Secret(_checked_key(from_env, f"environment variable {API_KEY_ENV}"))
+
+    credentials_dir = env.get("CREDENTIALS_DIRECTORY", "")
+    if credentials_dir:
+        credential = Path(credentials_dir) / CREDENTIAL_NAME
+        if credential.exists():
+            return Secret(_read_key_file(credential, f"systemd credential {credential}"))
+
+    if cfg.live.api_key_file:
+        where = cfg.origins.get("live.api_key_file", "set in code")
+        problem = check_key_file(cfg.live.api_key_file)
+        if problem:  # only when the Config was built in code: the loader already refused it
+            shown = show(cfg.live.api_key_file, hidden=looks_like_credential(cfg.live.api_key_file))
+            raise ConfigError(f"live.api_key_file {shown} ({where}) {problem}")
+        path = Path(cfg.live.api_key_file).expanduser()
+        label = f"live.api_key_file {show(str(path), hidden=False)} ({where})"
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            raise ConfigError(f"{label} does not exist; create it or clear the setting") from None
+        except OSError as exc:
+            raise ConfigError(f"{label} cannot be read: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{label} is not a regular file")
+        if mode & 0o077:
+            warn(
+                f"API key file {path} is accessible by group or others "
+                f"(mode {stat.S_IMODE(mode):03o}); run: chmod 600 {path}"
+            )
+        return Secret(_read_key_file(path, label))
+    return None
+
+
+def _read_key_file(path: Path, label: str) -> str:
+    try:
+        text = read_regular_file(path, KEY_FILE_MAX_BYTES).decode("utf-8")
+    except FileRefused as exc:
+        if exc.problem.startswith("is larger"):
+            raise ConfigError(f"{label} {exc.problem}; it must hold only the API key") from None
+        raise ConfigError(f"{label} {exc.problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{label} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{label} cannot be read: {exc.strerror or exc}") from None
+    key = text.strip()
+    if not key:
+        raise ConfigError(f"{label} is empty; put the API key in it")
+    return _checked_key(key, label)
+
+
+def _checked_key(key: str, label: str) -> str:
+    if any(ch.isspace() for ch in key):
+        raise ConfigError(f"{label} must hold only the API key, on one line with no spaces")
+    return key

@@ -48,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "n starts a new conversation, q quits")
 
     ctl = sub.add_parser("ctl", help="talk to the running appliance: status, press, release, tap, stop, "
-                                     "volume N, new-conversation")
-    from appliance.ipc.control import add_arguments as add_ctl_arguments
+                                     "volume N, new-conversation, timers, night on|off|auto")
+    from appliance.ipc.ctl import add_arguments as add_ctl_arguments
 
     add_ctl_arguments(ctl)
 
@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return asyncio.run(run_command(cfg, keyboard=args.keyboard))
         if args.command == "ctl":
-            from appliance.ipc.control import ctl_main
+            from appliance.ipc.ctl import ctl_main
 
             return ctl_main(args, control_path)
         if args.command == "doctor":

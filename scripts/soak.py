@@ -59,10 +59,10 @@ from appliance.app.conductor import State  # noqa: E402
 from appliance.settings.schema import (  # noqa: E402
     AudioConfig, ButtonConfig, Config, ControlConfig, LedsConfig, LiveConfig, StateConfig,
 )
-from appliance.ipc.control import request  # noqa: E402
+from appliance.ipc.client import request  # noqa: E402
 from appliance.app.daemon import Daemon  # noqa: E402
 from appliance.emulator.server import Emulator, EmulatorConfig, Scenario  # noqa: E402
-from appliance.live.connection import LinkState  # noqa: E402
+from appliance.live.link import LinkState  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------- settings
 
@@ -403,7 +403,7 @@ def wire_audio(daemon_kwargs: dict[str, Any], card: VirtualCard) -> str:
     """
     if "audio_host" not in inspect.signature(Daemon.__init__).parameters:
         raise SoakError("this build's Daemon takes no audio_host; the soak cannot give it the virtual card")
-    from appliance.audio.stream import PortAudioHost
+    from appliance.audio.portaudio_host import PortAudioHost
 
     daemon_kwargs["audio_host"] = PortAudioHost.borrowing(card)
     return "Daemon(audio_host=PortAudioHost.borrowing(VirtualCard()))"

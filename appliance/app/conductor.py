@@ -32,7 +32,8 @@ from appliance.hw.gestures import Gesture
 from appliance.settings.schema import Config
 from appliance.live import messages as p
 from appliance.live.conversation import Attributed, Outcome, TurnEnded
-from appliance.live.connection import LinkChanged, LinkState, LiveSession
+from appliance.live.connection import LiveSession
+from appliance.live.link import LinkChanged, LinkState
 from appliance.app.alarms import AlarmBell, Ringing
 from appliance.app.replies import OUTCOME_TEXT, Reply, TurnMetrics
 from appliance.app.turntaking import Mode, TurnReport, Uplink

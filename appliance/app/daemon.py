@@ -1,8 +1,8 @@
 """`appliance run`: the daemon that lives on the kitchen counter.
 
 It opens the microphone and speaker once and keeps them open, connects the Live
-session (kept warm while idle), wires the button (or the keyboard), the LEDs and
-the control socket to the conductor, and talks to systemd: READY once audio and
+session (kept warm while idle), wires the button (or the keyboard), the LEDs (dimmed
+at night) and the control socket to the conductor, and talks to systemd: READY once audio and
 GPIO are up (the session may still be connecting), STATUS with the state, the
 watchdog only while the event loop, both audio callbacks and every long-lived task
 are alive, STOPPING on the way out.  SIGTERM ends it within two seconds.
@@ -32,8 +32,10 @@ from appliance.live.endpoint import InsecureEndpointError, check_endpoint, endpo
 from appliance.settings.keys import load_api_key
 from appliance.settings.paths import control_socket_path, secure_control_socket_path, state_dir
 from appliance.settings.schema import Config, ConfigError
-from appliance.ipc.control import ControlError, ControlServer
+from appliance.ipc.server import ControlServer
+from appliance.ipc.wire import ControlError
 from appliance.hw.leds import LedsError, build_leds
+from appliance.hw.night import NightError, NightLights, NightMode, NightWindow
 from appliance.netutil import is_loopback_host
 from appliance.settings.secrets import NO_API_KEY, Secret, install_redaction
 from appliance.app.turntaking import Uplink
@@ -86,6 +88,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._virtual_button: Any = None
         self.timers: Any = None
+        self.night: NightLights | None = None
         self.supervisor = Supervisor()
 
     def request_stop(self) -> None:
@@ -127,7 +130,7 @@ class Daemon:
                    key: Secret | None, cannot_talk: str | None) -> int:
         from appliance.audio.capture import Capture
         from appliance.audio.speaker import Player
-        from appliance.audio.stream import PortAudioHost
+        from appliance.audio.portaudio_host import PortAudioHost
 
         # one PortAudio for both devices: a rescan (after an unplug) re-initialises it
         host = self.audio_host or PortAudioHost()
@@ -160,6 +163,20 @@ class Daemon:
         except LedsError as exc:
             raise DaemonError(str(exc)) from None
         stack.callback(leds.close)
+        try:
+            window = NightWindow.parse(self.cfg.leds.night)
+        except NightError as exc:  # load_config checks it; a Config built in code may not be
+            raise DaemonError(f"leds.night: {exc}") from None
+        # before the first pattern, so a start at night never flashes at full brightness
+        self.night = NightLights(
+            NightMode(window), leds, loop,
+            day_cap=self.cfg.leds.max_brightness,
+            # night never brightens a box the owner already dimmed
+            night_cap=min(self.cfg.leds.night_brightness, self.cfg.leds.max_brightness),
+        )
+        self.night.start()
+        stack.callback(self.night.close)
+
         async def answer(call: Any) -> Any:
             return tools.handle(call)
 
@@ -298,9 +315,10 @@ class Daemon:
 
     async def _control(self, cmd: str, args: dict) -> dict:
         conductor = self.conductor
-        assert conductor is not None
+        night = self.night
+        assert conductor is not None and night is not None
         if cmd == "status":
-            return {"ok": True, **conductor.status(), "timers": self.timers.describe()}
+            return {"ok": True, **conductor.status(), "night": night.describe(), "timers": self.timers.describe()}
         if cmd == "timers":
             return {"ok": True, "timers": self.timers.describe()}
         if cmd == "press":
@@ -318,6 +336,8 @@ class Daemon:
             level = max(0, min(100, int(level)))
             self.player.set_volume(level)
             return {"ok": True, "volume": level}
+        elif cmd == "night":
+            return {"ok": True, "night": night.set(args["mode"])}
         return {"ok": True, "state": conductor.state.value}
 
 

@@ -31,7 +31,8 @@ from appliance.audio.devices import (
 )
 from appliance.audio.frames import FRAME_BYTES, RATE
 from appliance.audio.resample import StreamResampler, int32_to_int16, select_or_mix_channels
-from appliance.audio.stream import DeviceStream, PortAudioHost, PresenceCallback
+from appliance.audio.portaudio_host import PortAudioHost
+from appliance.audio.stream import DeviceStream, PresenceCallback
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from typing import Callable
 
 from appliance.live import messages as p
 from appliance.live.conversation import Attributed, Outcome, TurnEnded
-from appliance.live.connection import LinkChanged, LinkState, LiveSession
+from appliance.live.connection import LiveSession
+from appliance.live.link import LinkChanged, LinkState
 
 #: audio goes out in 40 ms messages: small enough to start the server early,
 #: large enough not to flood the socket with tiny frames

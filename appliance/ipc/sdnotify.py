@@ -19,7 +19,6 @@ import asyncio
 import logging
 import os
 import socket
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -112,21 +111,6 @@ class Check:
 
     def __call__(self) -> bool:
         return self.passes()
-
-
-def seen_within(
-    name: str,
-    last_seen: Callable[[], float | None],
-    seconds: float = 2.0,
-    clock: Callable[[], float] = time.monotonic,
-) -> Check:
-    """A check that `last_seen()` (a `clock()` timestamp, None = never) is at most `seconds` old."""
-
-    def passes() -> bool:
-        stamp = last_seen()
-        return stamp is not None and clock() - stamp <= seconds
-
-    return Check(name, passes)
 
 
 def _check_name(check: Callable[[], bool]) -> str:

@@ -11,16 +11,21 @@ Which turn each server event belongs to, and how each turn ended, is decided by
 and receives; the owner gets `Attributed` events and `TurnEnded`.
 
 Everything runs on the caller's asyncio loop; no method blocks it.
+
+Longer than usual because sending a question and running the connection loop share one
+socket and its generation counter: each send checks which connection the held question
+went out on, and each new connection replays it.  The pure parts live beside it:
+`link` (states, close kinds, retry delays), `held` (the question kept for replay),
+`conversation` (turn identity), `parser` and `messages` (the codec).
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
@@ -31,8 +36,12 @@ from appliance.live.channel import OrderedChannel
 from appliance.live.endpoint import check_endpoint
 from appliance.settings.secrets import RedactingFilter, Secret
 from appliance.live import messages as p
+from appliance.live import cleaning
+from appliance.live.parser import parse_server_frame
 from appliance.live.conversation import TURN_EVENTS, Attributed, Conversation, Origin, TurnEnded
-from appliance.live.backoff import Backoff, config_error_backoff, quota_backoff, transient_backoff
+from appliance.live.backoff import Backoff
+from appliance.live.held import HeldActivity
+from appliance.live.link import CloseKind, LinkChanged, LinkState, Retry, classify_close
 from appliance.live.profiles import ModelProfile, profile_for
 
 log = logging.getLogger(__name__)
@@ -42,14 +51,8 @@ wire_log = logging.getLogger("appliance.live.wire")
 _wire_redactor = RedactingFilter()
 wire_log.addFilter(_wire_redactor)
 
-#: how much of one activity's audio is kept to replay after a reconnect (bytes of
-#: 16 kHz s16le: 60 s); past it the live stream goes on but replay is partial
-ACTIVITY_REPLAY_BYTES = 60 * 16000 * 2
 #: a question that could not be sent is dropped when the link is down longer than this
 STALE_TURN_S = 20.0
-#: Longest wait between tries while a question is held for the link: a few short
-#: tries cost little, and the user is standing at the counter waiting.
-HELD_RETRY_MAX_S = 2.0
 #: server events waiting for the owner; past it the socket reader waits (backpressure).
 #: Link changes and turn ends are never held back or dropped.
 EVENT_QUEUE_SIZE = 512
@@ -58,79 +61,7 @@ OUTBOX_SIZE = 8
 MAX_FRAME_BYTES = 4 * 1024 * 1024
 
 
-class LinkState(str, enum.Enum):
-    CONNECTING = "connecting"
-    READY = "ready"
-    OFFLINE = "offline"  # transient failure; resuming with backoff
-    ERROR = "error"  # the service refused our configuration; retrying slowly
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True)
-class LinkChanged:
-    """The connection changed state; `reason` is meant for the owner's eyes."""
-
-    state: LinkState
-    reason: str
-    close_code: int | None = None
-
-
 SessionEvent = p.ServerEvent | LinkChanged | Attributed | TurnEnded
-
-
-class CloseKind(enum.Enum):
-    RESUME = "resume"  # planned end of a connection: reconnect at once
-    TRANSIENT = "transient"  # network or server fault: reconnect with backoff
-    CONFIG = "config"  # fix the configuration: retry slowly
-    QUOTA = "quota"  # out of quota: retry very slowly
-    BAD_HANDLE = "bad_handle"  # the resumption handle is no longer valid
-
-
-def classify_close(code: int | None, reason: str) -> CloseKind:
-    """What a close code and reason mean for the next connection attempt."""
-    text = reason.lower()
-    if code in (1007, 1008):
-        if "session not found" in text:
-            return CloseKind.BAD_HANDLE
-        # reported as passing faults around tool responses, not configuration
-        if "requested entity was not found" in text or "operation was aborted" in text:
-            return CloseKind.TRANSIENT
-        return CloseKind.CONFIG
-    if code == 1011:
-        if "quota" in text or "exceeded your current" in text:
-            return CloseKind.QUOTA
-        if "deadline expired" in text:
-            return CloseKind.RESUME
-    return CloseKind.TRANSIENT
-
-
-@dataclass
-class _Activity:
-    """One question (spoken or typed), kept until the server shows it heard it."""
-
-    turn: int
-    started: float
-    chunks: list[bytes] = field(default_factory=list)
-    audio_bytes: int = 0
-    stored_bytes: int = 0
-    #: a typed question: sent as text inside activityStart/activityEnd
-    text: str | None = None
-    ended_at: float | None = None
-    #: connection generation on which start and every chunk so far were sent
-    live_on: int | None = None
-    start_sent_on: int | None = None
-    end_sent_on: int | None = None
-    catching_up: bool = False
-
-    @property
-    def has_content(self) -> bool:
-        return self.audio_bytes > 0 or bool(self.text)
-
-    def add(self, pcm: bytes) -> None:
-        self.audio_bytes += len(pcm)
-        if self.stored_bytes + len(pcm) <= ACTIVITY_REPLAY_BYTES:
-            self.chunks.append(pcm)
-            self.stored_bytes += len(pcm)
 
 
 @dataclass
@@ -185,9 +116,7 @@ class LiveSession:
             _wire_redactor.add(api_key)
         self._options = options
         self._clock = clock
-        self._transient = transient or transient_backoff()
-        self._config_errors = config_errors or config_error_backoff()
-        self._quota = quota_backoff()
+        self._retry = Retry(transient=transient, config_errors=config_errors)
 
         self.state = LinkState.CLOSED
         self.last_error: str = ""
@@ -215,7 +144,7 @@ class LiveSession:
         self._closing = False
         self._fresh_next = False
 
-        self._activity: _Activity | None = None
+        self._activity: HeldActivity | None = None
         self._outbox: deque[dict[str, Any]] = deque()
 
     # ------------------------------------------------------------------ lifecycle
@@ -283,7 +212,7 @@ class LiveSession:
     def try_now(self) -> None:
         """Skip the rest of the backoff and try at once (someone pressed the button)."""
         if self.state in (LinkState.OFFLINE, LinkState.CONNECTING):
-            self._transient.reset()
+            self._retry.skip_wait()
             self._wake.set()
 
     async def next_event(self, timeout: float | None = None) -> SessionEvent:
@@ -317,7 +246,7 @@ class LiveSession:
             log.info("an undelivered question is replaced by a new one")
         turn, ended = self.conversation.start_activity(now)
         self._emit_ended(ended)
-        self._activity = _Activity(turn=turn, started=now)
+        self._activity = HeldActivity(turn=turn, started=now)
         self._changed()
         return turn
 
@@ -375,7 +304,7 @@ class LiveSession:
         now = self._clock()
         turn, ended = self.conversation.start_activity(now, Origin.TEXT)
         self._emit_ended(ended)
-        act = _Activity(turn=turn, started=now, text=text, ended_at=now)
+        act = HeldActivity(turn=turn, started=now, text=text, ended_at=now)
         self._activity = act
         self.conversation.end_activity(now, has_content=True)
         if self.state is LinkState.READY:
@@ -438,7 +367,7 @@ class LiveSession:
         except ConnectionClosed:
             return False  # the reader notices the close and reconnects
 
-    async def _catch_up(self, act: _Activity) -> None:
+    async def _catch_up(self, act: HeldActivity) -> None:
         """Put a question on the current connection: start, everything so far, end if ended."""
         act.catching_up = True
         try:
@@ -463,7 +392,7 @@ class LiveSession:
         finally:
             act.catching_up = False
 
-    async def _finish(self, act: _Activity) -> None:
+    async def _finish(self, act: HeldActivity) -> None:
         """Send activityEnd; the question is kept until the server shows it heard it.
 
         A send that "succeeds" into a socket that is already dead loses the turn, so
@@ -541,32 +470,21 @@ class LiveSession:
             self._ws = None
 
     def _delay_for(self, kind: CloseKind, code: int | None, reason: str) -> float:
+        delay = self._retry.delay_after(kind, held=self.conversation.needs_replay)
         if kind is CloseKind.RESUME:
-            self._transient.reset()
             self._set_state(LinkState.CONNECTING, reason or "connection handed over", code)
-            return 0.0
-        if kind is CloseKind.BAD_HANDLE:
+        elif kind is CloseKind.BAD_HANDLE:
             log.warning("the service no longer knows this conversation; starting a fresh one")
             self.handle = None
             self._set_state(LinkState.CONNECTING, reason, code)
-            return 0.0
-        if kind is CloseKind.CONFIG:
-            delay = self._config_errors.next_delay()
+        elif kind is CloseKind.CONFIG:
             self.last_error = reason
             self._set_state(LinkState.ERROR, reason, code)
             log.error("the service refused the session (%s): %s; retrying in %.0f s", code, reason, delay)
-            return delay
-        if kind is CloseKind.QUOTA:
-            delay = self._quota.next_delay()
         else:
-            delay = self._transient.next_delay()
-            if self.conversation.needs_replay:
-                # someone is waiting for this question: the long tail of the backoff
-                # would outlast the hold, so keep trying every couple of seconds
-                delay = min(delay, HELD_RETRY_MAX_S)
-        self.last_error = reason
-        self._set_state(LinkState.OFFLINE, reason, code)
-        log.warning("offline (%s); reconnecting in %.1f s", reason, delay)
+            self.last_error = reason
+            self._set_state(LinkState.OFFLINE, reason, code)
+            log.warning("offline (%s); reconnecting in %.1f s", reason, delay)
         return delay
 
     async def _sleep(self, delay: float) -> None:
@@ -626,7 +544,7 @@ class LiveSession:
                 if remaining <= 0:
                     raise TimeoutError
                 frame = await asyncio.wait_for(ws.recv(decode=False), remaining)
-                events = p.parse_server_frame(frame)
+                events = parse_server_frame(frame)
                 if any(isinstance(e, p.SetupComplete) for e in events):
                     break
                 for event in events:  # anything before setupComplete is noted, not fatal
@@ -653,9 +571,7 @@ class LiveSession:
             self.stats.resumed += 1
         else:
             self.conversation_started_at = now
-        self._transient.reset()
-        self._config_errors.reset()
-        self._quota.reset()
+        self._retry.connected()
         self.last_error = ""
         self._set_state(LinkState.READY, "resumed the conversation" if handle else "new conversation")
         await self._deliver_pending()
@@ -678,7 +594,7 @@ class LiveSession:
     async def _serve(self, ws: ClientConnection) -> tuple[CloseKind, int | None, str]:
         try:
             async for frame in ws:
-                for event in p.parse_server_frame(frame):
+                for event in parse_server_frame(frame):
                     await self._handle_event(event)
         except ConnectionClosed as exc:
             return self._closed(exc)
@@ -770,7 +686,7 @@ class LiveSession:
 
     def _redact(self, text: str) -> str:
         """Close reasons and errors come from the wire: cleaned once here, the key removed."""
-        text = p.clean_text(text, p.TEXT_LIMIT)
+        text = cleaning.clean_text(text, cleaning.TEXT_LIMIT)
         if self._key is not None and self._key.reveal():
             text = text.replace(self._key.reveal(), "[redacted]")
         return text

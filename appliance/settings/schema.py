@@ -302,6 +302,9 @@ class LedsConfig:
         "", 'Night mode: the LEDs dim daily in this window, like "22:00-07:00"; empty = never.',
         check=check_night,
     )
+    night_brightness: float = setting(
+        0.1, "Cap for every pattern while night mode is on (0 = LEDs off at night).", min=0.0, max=1.0
+    )
 
     def cross_checks(self) -> Iterator[tuple[str, str]]:
         if self.kind == "rgb" and len(self.rgb_pins) != 3:

@@ -13,7 +13,8 @@ from typing import Any
 
 from appliance.live import messages as p
 from appliance.live.conversation import Conversation, TurnEnded
-from appliance.live.connection import LinkChanged, LinkState, SessionStats
+from appliance.live.connection import SessionStats
+from appliance.live.link import LinkChanged, LinkState
 from appliance.app.turntaking import Mode, TurnReport
 
 

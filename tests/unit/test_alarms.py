@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from appliance.app.conductor import Conductor, State
 from appliance.hw.gestures import Gesture
-from appliance.live.connection import LinkState
+from appliance.live.link import LinkState
 from appliance.settings.schema import Config
 from fakes import FakeLights, FakeSession, FakeSpeaker, FakeTimers, FakeUplink
 from waiting import wait_until

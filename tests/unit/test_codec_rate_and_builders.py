@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from appliance.live import messages as p
+from appliance.live.parser import parse_server_frame
 from appliance.live.profiles import known_models, profile_for
 
 PCM = b"\x01\x02" * 480
@@ -34,14 +35,14 @@ def audio_frame(mime: str) -> bytes:
     ("audio/pcm;channels=1", 24000),
 ])
 def test_audio_chunk_rate_comes_from_the_label(mime: str, rate: int) -> None:
-    assert p.parse_server_frame(audio_frame(mime)) == [p.AudioChunk(PCM, rate)]
+    assert parse_server_frame(audio_frame(mime)) == [p.AudioChunk(PCM, rate)]
 
 
 @pytest.mark.parametrize("mime", ["audio/pcm;rate=96000", "audio/pcm;rate=7999", "audio/pcm;rate=abc",
                                   "audio/pcm;rate=", "audio/pcm;rate=24000.5", "audio/pcm;rate=-16000",
                                   "audio/pcm;rate=1e4", "audio/pcm;rate=" + "9" * 40])
 def test_unusable_rate_is_a_protocol_error_not_audio(mime: str) -> None:
-    [event] = p.parse_server_frame(audio_frame(mime))
+    [event] = parse_server_frame(audio_frame(mime))
     assert isinstance(event, p.ProtocolError) and "rate" in event.message
     assert "8000..48000" in event.message
 
@@ -50,7 +51,7 @@ def test_an_unusable_rate_spoils_only_its_own_part() -> None:
     good = {"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": base64.b64encode(PCM).decode()}}
     bad = {"inlineData": {"mimeType": "audio/pcm;rate=1", "data": base64.b64encode(PCM).decode()}}
     obj = {"serverContent": {"modelTurn": {"parts": [bad, good]}, "turnComplete": True}}
-    events = p.parse_server_frame(json.dumps(obj))
+    events = parse_server_frame(json.dumps(obj))
     assert [type(e) for e in events] == [p.ProtocolError, p.AudioChunk, p.TurnComplete]
 
 

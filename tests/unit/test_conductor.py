@@ -11,7 +11,7 @@ from appliance.hw.gestures import Gesture
 from appliance.app.conductor import Conductor, State
 from appliance.settings.schema import Config
 from appliance.live import messages as p
-from appliance.live.connection import LinkState
+from appliance.live.link import LinkState
 from appliance.app.supervisor import Supervisor
 from fakes import FakeLights, FakeSession, FakeSpeaker, FakeUplink
 

@@ -15,7 +15,10 @@ from typing import Any
 
 import pytest
 
-from appliance.ipc.control import MAX_CLIENTS, MAX_REQUEST_BYTES, ControlServer, ctl_main, request
+from appliance.ipc.client import request
+from appliance.ipc.ctl import ctl_main
+from appliance.ipc.server import MAX_CLIENTS, ControlServer
+from appliance.ipc.wire import MAX_REQUEST_BYTES
 
 WAIT = 5.0
 

@@ -3,7 +3,7 @@
 These run against `FakeMachine`, a fake of PortAudio and the sound devices under it (a last resort, named as
 such): the real rigs cannot wedge a stream that stays "active", count every open attempt with its time, or
 fail a rescan on cue, and they take seconds where these take tenths. The same paths run end to end, with real
-PortAudio, in tests/test_device_return.py.
+PortAudio, in tests/e2e/test_device_return.py.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 from appliance.audio.capture import Capture
 from appliance.audio.devices import AudioDeviceError
 from appliance.audio.speaker import Player
-from appliance.audio.stream import PortAudioHost
+from appliance.audio.portaudio_host import PortAudioHost
 from appliance.settings.schema import AudioConfig
 from waiting import wait_until
 

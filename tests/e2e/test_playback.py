@@ -20,7 +20,8 @@ import pytest
 
 from appliance.audio.devices import AudioDeviceError, DeviceInfo
 from appliance.audio.earcons import earcon
-from appliance.audio.speaker import OutputFormat, Player, _encode, choose_output_format
+from appliance.audio.output_format import OutputFormat, choose_output_format, encode_block
+from appliance.audio.speaker import Player
 from appliance.audio.resample import resample
 from appliance.audio.speech import spoken, speechlike
 from appliance.audio.volume import GainRamp, VolumeStore, level_to_gain
@@ -294,10 +295,10 @@ def test_a_configured_rate_the_device_refuses_is_one_clear_error() -> None:
 def test_output_is_clipped_not_wrapped_and_duplicated_to_both_channels() -> None:
     fmt = OutputFormat(device(), 48000, 2, "int16", 960)
     block = np.array([0.5, -1.5, 1.5, 0.0], dtype=np.float32)
-    out = np.frombuffer(_encode(block, fmt), dtype="<i2").reshape(-1, 2)
+    out = np.frombuffer(encode_block(block, fmt), dtype="<i2").reshape(-1, 2)
     assert out[:, 0].tolist() == out[:, 1].tolist() == [16384, -32768, 32767, 0]
     fmt32 = OutputFormat(device(), 48000, 1, "int32", 960)
-    out32 = np.frombuffer(_encode(np.array([0.5, 2.0], dtype=np.float32), fmt32), dtype="<i4")
+    out32 = np.frombuffer(encode_block(np.array([0.5, 2.0], dtype=np.float32), fmt32), dtype="<i4")
     assert out32.tolist() == [1 << 30, 2**31 - 1]
 
 

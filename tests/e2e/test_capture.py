@@ -178,7 +178,7 @@ def test_48k_stereo_s32_becomes_16k_mono_frames(
 def test_an_i2s_mic_that_only_does_s32_48k_stereo_is_captured_with_auto_settings(
     stereo_48k_s32: FileRig,
 ) -> None:
-    from tests.test_devices import MockFormatLimits
+    from tests.e2e.test_devices import MockFormatLimits
 
     async def scenario() -> tuple[np.ndarray, InputFormat, CaptureStats]:
         pa = open_pyaudio()

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from appliance.audio import virtual_card
+from appliance.audio import pa_constants, virtual_card
 from appliance.audio.capture import Capture
 from appliance.audio.devices import AudioDeviceError
 from appliance.audio.frames import FRAME_SAMPLES, RATE
@@ -31,6 +31,7 @@ from appliance.audio.speaker import Player
 from appliance.audio.resample import resample
 from appliance.audio.speech import speechlike
 from appliance.audio.virtual_card import MIC_NAME, SPEAKER_NAME, VirtualCard
+from appliance.audio.virtual_stream import VirtualStream
 from appliance.audio.wavio import read_wav
 from appliance.settings.schema import AudioConfig
 
@@ -179,8 +180,8 @@ def test_player_reply_ends_up_in_the_trimmed_wav(tmp_path: Path) -> None:
 def test_an_idle_speaker_gives_an_empty_trimmed_wav_and_the_full_idle_untrimmed(tmp_path: Path) -> None:
     card = VirtualCard(speed=SPEED)
     stream = card.open(
-        rate=SPEAKER_RATE, channels=2, format=virtual_card.paInt16, output=True, frames_per_buffer=960,
-        stream_callback=lambda _in, n, _t, _s: (bytes(n * 4), virtual_card.paContinue),
+        rate=SPEAKER_RATE, channels=2, format=pa_constants.paInt16, output=True, frames_per_buffer=960,
+        stream_callback=lambda _in, n, _t, _s: (bytes(n * 4), pa_constants.paContinue),
     )
     assert card.wait_output_frames(4800, TIMEOUT_S)
     stream.close()
@@ -198,18 +199,18 @@ def test_only_the_native_format_opens_and_device_selection_finds_it() -> None:
     mic, speaker = card.get_default_input_device_info(), card.get_default_output_device_info()
     assert (mic["name"], mic["maxInputChannels"], mic["defaultSampleRate"]) == (MIC_NAME, 2, 48000.0)
     assert (speaker["name"], speaker["maxOutputChannels"]) == (SPEAKER_NAME, 2)
-    assert card.is_format_supported(48000, input_device=0, input_channels=2, input_format=virtual_card.paInt32)
+    assert card.is_format_supported(48000, input_device=0, input_channels=2, input_format=pa_constants.paInt32)
     for rate, channels, fmt, code in [
-        (16000, 2, virtual_card.paInt32, virtual_card.paInvalidSampleRate),
-        (48000, 1, virtual_card.paInt32, virtual_card.paInvalidChannelCount),
-        (48000, 2, virtual_card.paInt16, virtual_card.paSampleFormatNotSupported),
+        (16000, 2, pa_constants.paInt32, pa_constants.paInvalidSampleRate),
+        (48000, 1, pa_constants.paInt32, pa_constants.paInvalidChannelCount),
+        (48000, 2, pa_constants.paInt16, pa_constants.paSampleFormatNotSupported),
     ]:
         with pytest.raises(ValueError) as refused:
             card.is_format_supported(rate, input_device=0, input_channels=channels, input_format=fmt)
         assert refused.value.args[1] == code
     with pytest.raises(OSError) as not_opened:
-        card.open(rate=48000, channels=2, format=virtual_card.paInt16, input=True, stream_callback=lambda *a: (None, 0))
-    assert not_opened.value.errno == virtual_card.paSampleFormatNotSupported
+        card.open(rate=48000, channels=2, format=pa_constants.paInt16, input=True, stream_callback=lambda *a: (None, 0))
+    assert not_opened.value.errno == pa_constants.paSampleFormatNotSupported
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
@@ -229,9 +230,9 @@ def test_only_the_native_format_opens_and_device_selection_finds_it() -> None:
 
 def test_constants_are_pyaudios() -> None:
     import pyaudio
-    names = [n for n in dir(virtual_card) if n.startswith("pa") and isinstance(getattr(virtual_card, n), int)]
+    names = [n for n in dir(pa_constants) if n.startswith("pa") and isinstance(getattr(pa_constants, n), int)]
     assert len(names) > 20
-    assert {n: getattr(virtual_card, n) for n in names} == {n: getattr(pyaudio, n) for n in names}
+    assert {n: getattr(pa_constants, n) for n in names} == {n: getattr(pyaudio, n) for n in names}
 
 
 # ---------------------------------------------------------------------------------------------- lifecycle
@@ -244,21 +245,21 @@ def test_one_stream_per_device_and_close_leaves_no_threads() -> None:
     def listen(in_data: bytes | None, frames: int, _t: object, status: int) -> tuple[None, int]:
         assert in_data is not None and len(in_data) == frames * 2 * 4 and status == 0
         heard.set()
-        return None, virtual_card.paContinue
+        return None, pa_constants.paContinue
 
-    stream = card.open(rate=48000, channels=2, format=virtual_card.paInt32, input=True, stream_callback=listen)
+    stream = card.open(rate=48000, channels=2, format=pa_constants.paInt32, input=True, stream_callback=listen)
     assert heard.wait(TIMEOUT_S) and stream.is_active()
     with pytest.raises(OSError) as busy:
-        card.open(rate=48000, channels=2, format=virtual_card.paInt32, input=True, stream_callback=listen)
-    assert busy.value.errno == virtual_card.paDeviceUnavailable
+        card.open(rate=48000, channels=2, format=pa_constants.paInt32, input=True, stream_callback=listen)
+    assert busy.value.errno == pa_constants.paDeviceUnavailable
 
     ended = threading.Event()
 
     def short_block(_in: bytes | None, frames: int, _t: object, _s: int) -> tuple[bytes, int]:
         ended.set()
-        return b"\x01\x00" * frames, virtual_card.paContinue  # half a stereo block: PyAudio ends the stream
+        return b"\x01\x00" * frames, pa_constants.paContinue  # half a stereo block: PyAudio ends the stream
 
-    speaker = card.open(rate=48000, channels=2, format=virtual_card.paInt16, output=True, stream_callback=short_block)
+    speaker = card.open(rate=48000, channels=2, format=pa_constants.paInt16, output=True, stream_callback=short_block)
     assert ended.wait(TIMEOUT_S)
     speaker.stop_stream()
     assert not speaker.is_active()
@@ -281,7 +282,7 @@ def test_a_raising_callback_stops_its_stream() -> None:
         called.set()
         raise RuntimeError("boom")
 
-    stream = card.open(rate=48000, channels=2, format=virtual_card.paInt32, input=True, stream_callback=broken)
+    stream = card.open(rate=48000, channels=2, format=pa_constants.paInt32, input=True, stream_callback=broken)
     assert called.wait(TIMEOUT_S)
     stream.stop_stream()
     assert isinstance(stream.callback_error, RuntimeError) and card.input_frames_delivered == 0
@@ -306,7 +307,7 @@ def test_queue_input_refuses_what_the_mic_cannot_deliver() -> None:
 def counting_mic(count: list[int]) -> Callable[..., tuple[None, int]]:
     def listen(*_args: object) -> tuple[None, int]:
         count[0] += 1
-        return None, virtual_card.paContinue
+        return None, pa_constants.paContinue
 
     return listen
 
@@ -319,8 +320,8 @@ def wait_for_count(count: list[int], at_least: int) -> None:
         time.sleep(0.005)
 
 
-def open_mic(pa: object, index: int, count: list[int]) -> virtual_card.VirtualStream:
-    return pa.open(rate=48000, channels=2, format=virtual_card.paInt32, input=True, input_device_index=index,
+def open_mic(pa: object, index: int, count: list[int]) -> VirtualStream:
+    return pa.open(rate=48000, channels=2, format=pa_constants.paInt32, input=True, input_device_index=index,
                    stream_callback=counting_mic(count))  # type: ignore[attr-defined]
 
 
@@ -366,11 +367,11 @@ def test_views_list_devices_as_portaudio_does_until_every_instance_is_gone() -> 
     for view in (first, second):
         with pytest.raises(OSError) as refused:
             open_mic(view, 0, [0])
-        assert refused.value.errno == virtual_card.paUnanticipatedHostError
+        assert refused.value.errno == pa_constants.paUnanticipatedHostError
         with pytest.raises(ValueError):
-            view.is_format_supported(48000, input_device=0, input_channels=2, input_format=virtual_card.paInt32)
-    speaker = second.open(rate=48000, channels=2, format=virtual_card.paInt16, output=True, output_device_index=1,
-                          stream_callback=lambda _i, n, _t, _s: (bytes(n * 4), virtual_card.paContinue))
+            view.is_format_supported(48000, input_device=0, input_channels=2, input_format=pa_constants.paInt32)
+    speaker = second.open(rate=48000, channels=2, format=pa_constants.paInt16, output=True, output_device_index=1,
+                          stream_callback=lambda _i, n, _t, _s: (bytes(n * 4), pa_constants.paContinue))
     assert card.cards() == {f"{SPEAKER_NAME}: plugged in #0", f"{MIC_NAME}: plugged in #1"}
 
     first.terminate()
@@ -400,7 +401,7 @@ def test_works_where_pyaudio_cannot_be_imported(tmp_path: Path) -> None:
         import json, sys, threading
         sys.modules["pyaudio"] = None  # as on a machine without PortAudio
         import numpy as np
-        from appliance.audio import virtual_card as vc
+        from appliance.audio import pa_constants as pa, virtual_card as vc
         from appliance.audio.devices import find_device, list_devices
 
         card = vc.VirtualCard(speed=8.0)
@@ -412,16 +413,16 @@ def test_works_where_pyaudio_cannot_be_imported(tmp_path: Path) -> None:
             blocks.append(in_data)
             if len(blocks) >= 10:
                 enough.set()
-            return None, vc.paContinue
+            return None, pa.paContinue
 
         tone = (0.25 * 32767 * np.sin(2 * np.pi * 1000 * np.arange(960) / 48000)).astype("<i2")
         def speak(in_data, frames, time_info, status):
-            return np.repeat(tone, 2).tobytes(), vc.paContinue
+            return np.repeat(tone, 2).tobytes(), pa.paContinue
 
         card.queue_input(np.full((960, 2), 1 << 24, dtype=np.int32))
-        card.open(rate=48000, channels=2, format=vc.paInt32, input=True, input_device_index=mic.index,
+        card.open(rate=48000, channels=2, format=pa.paInt32, input=True, input_device_index=mic.index,
                   frames_per_buffer=960, stream_callback=listen)
-        card.open(rate=48000, channels=2, format=vc.paInt16, output=True, output_device_index=speaker.index,
+        card.open(rate=48000, channels=2, format=pa.paInt16, output=True, output_device_index=speaker.index,
                   frames_per_buffer=960, stream_callback=speak)
         ok = enough.wait(5) and card.wait_input_drained(5) and card.wait_output_frames(9600, 5)
         card.terminate()
@@ -433,7 +434,7 @@ def test_works_where_pyaudio_cannot_be_imported(tmp_path: Path) -> None:
         """
     )
     wav_path = tmp_path / "out.wav"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     done = subprocess.run(
         [sys.executable, "-c", script, str(wav_path)], capture_output=True, text=True, timeout=30, env=env
     )

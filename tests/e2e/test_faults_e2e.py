@@ -18,7 +18,7 @@ from appliance.audio import speech
 from appliance.audio.frames import RATE
 from appliance.app.conductor import State
 from appliance.settings.schema import AudioConfig
-from appliance.ipc.control import request
+from appliance.ipc.client import request
 from appliance.emulator.server import Emulator, EmulatorConfig, Scenario
 from harness import Running, config_for, speak
 from rigs import MIC_PCM, SPEAKER_PCM, PulseRig

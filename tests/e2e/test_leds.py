@@ -11,7 +11,8 @@ from gpiozero import Button, Device, GPIOPinInUse, PWMLED
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from appliance.settings.schema import LedsConfig
-from appliance.hw.leds import STATES, Leds, LedsError, build_leds, pattern_for
+from appliance.hw.led_patterns import pattern_for
+from appliance.hw.leds import STATES, Leds, LedsError, build_leds
 
 RGB_PINS = (5, 6, 13)
 TIMEOUT_S = 5.0

@@ -21,7 +21,7 @@ import pytest
 from appliance.audio import speech
 from appliance.audio.frames import RATE
 from appliance.app.conductor import State
-from appliance.ipc.control import request
+from appliance.ipc.client import request
 from appliance.app.daemon import Daemon
 from appliance.emulator.server import Emulator, EmulatorConfig, Scenario
 from harness import BUTTON_PIN, KEY, LED_PIN, Running, config_for, eventually, speak
@@ -370,3 +370,51 @@ def test_a_long_silent_hold_starts_a_new_conversation(pulse, question, gpio, tmp
     assert states == [State.LISTENING, State.CONNECTING, State.IDLE]
     assert len(emu.connections) == 2 and emu.connections[1].resumed_handle is None  # a fresh conversation
     assert len(emu.turns) == 1  # the silent hold sent nothing
+
+
+def test_ctl_night_dims_the_leds_and_auto_with_no_window_brings_them_back(
+    pulse, gpio, tmp_path, monkeypatch, capsys
+):
+    """`appliance ctl night on` caps the LED at night_brightness; `night auto` with an empty
+    window hands it back to the schedule, which says day; status says which holds."""
+    from appliance.ipc.ctl import ctl_main
+
+    pulse.activate(monkeypatch)
+    night_cap = 0.1
+
+    async def scenario():
+        async with Emulator(EmulatorConfig(pace=0), Scenario(reply="tone")) as emu:
+            cfg = config_for(emu, tmp_path)
+            # idle lit at full brightness, so any cap shows on the pin
+            cfg = dataclasses.replace(cfg, leds=dataclasses.replace(
+                cfg.leds, idle_brightness=1.0, max_brightness=1.0, night="", night_brightness=night_cap))
+            async with Running(cfg, monkeypatch, gpio) as daemon:
+                sock = daemon.control_path
+                led = gpio.pin(LED_PIN)
+                await eventually(lambda: led.state == 1.0, 5, "the idle LED at full brightness")
+                before = await request(sock, "status")
+
+                code = await asyncio.to_thread(ctl_main, ["night", "on"], sock)
+                printed = capsys.readouterr().out
+                await eventually(lambda: 0 < led.state <= night_cap + 1e-9, 5, "the LED dimmed to the night cap")
+                led.clear_states()
+                during = await request(sock, "status")
+                refused = await request(sock, "night", mode="dim")
+
+                back = await request(sock, "night", mode="auto")
+                await eventually(lambda: led.state == 1.0, 5, "the LED back at full brightness")
+                dimmed_levels = [s.state for s in led.states]
+                after = await request(sock, "status")
+                return code, printed, before, during, refused, back, after, dimmed_levels
+
+    code, printed, before, during, refused, back, after, dimmed_levels = asyncio.run(scenario())
+    assert before["night"] == "off (by the schedule)"
+    assert code == 0 and printed == "night: on (set by hand)\n"
+    assert during["ok"] and during["night"] == "on (set by hand)" and during["state"] == "idle"
+    assert refused["ok"] is False and "on, off, auto" in refused["error"]
+    assert back == {"ok": True, "night": "off (by the schedule)"}
+    assert after["night"] == "off (by the schedule)"
+    # while night mode held (a refused request included), the pin never went above the cap;
+    # then it came back to full
+    assert all(level <= night_cap + 1e-9 for level in dimmed_levels[:-1]), dimmed_levels
+    assert dimmed_levels[-1] == 1.0

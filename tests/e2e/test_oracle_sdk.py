@@ -51,6 +51,7 @@ from google.genai import types
 from websockets.asyncio.client import ClientConnection, connect
 
 from appliance.live import messages as protocol
+from appliance.live.parser import parse_duration
 from appliance.emulator.server import DEFAULT_MODELS, Emulator, EmulatorConfig, Scenario
 from appliance.live.profiles import known_models, profile_for
 
@@ -424,7 +425,7 @@ def test_emulator_go_away_is_a_valid_sdk_server_message() -> None:
                     await client.ws.wait_closed()
             assert emu.internal_errors == []
 
-        assert protocol.parse_duration(go_away["goAway"]["timeLeft"]) == pytest.approx(0.1)
+        assert parse_duration(go_away["goAway"]["timeLeft"]) == pytest.approx(0.1)
         assert client.ws.close_code == 1011
 
     asyncio.run(scenario())

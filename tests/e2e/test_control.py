@@ -16,17 +16,10 @@ from typing import Any
 
 import pytest
 
-from appliance.ipc.control import (
-    KNOWN_COMMANDS,
-    MAX_REQUEST_BYTES,
-    CommandError,
-    ControlError,
-    ControlServer,
-    DaemonNotRunning,
-    add_arguments,
-    ctl_main,
-    request,
-)
+from appliance.ipc.client import DaemonNotRunning, request
+from appliance.ipc.ctl import add_arguments, ctl_main
+from appliance.ipc.server import ControlServer
+from appliance.ipc.wire import KNOWN_COMMANDS, MAX_REQUEST_BYTES, CommandError, ControlError
 
 WAIT = 5.0
 
@@ -251,7 +244,7 @@ def test_handler_exception_is_an_error_reply_and_the_server_survives(
             await client.close()
             assert (await request(sock_path, "press"))["ok"] is True, "new connections still served"
 
-    with caplog.at_level(logging.ERROR, logger="appliance.ipc.control"):
+    with caplog.at_level(logging.ERROR, logger="appliance.ipc.server"):
         run(scenario())
     assert any(record.exc_info and "tap" in record.getMessage() for record in caplog.records)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from appliance.ipc import sdnotify
-from appliance.ipc.sdnotify import Check, Watchdog, seen_within
+from appliance.ipc.sdnotify import Check, Watchdog
 
 WAIT = 5.0
 
@@ -123,18 +123,6 @@ def test_watchdog_interval_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert sdnotify.watchdog_interval() is None
     monkeypatch.setenv("WATCHDOG_USEC", "0")
     assert sdnotify.watchdog_interval() is None
-
-
-def test_seen_within_judges_the_age_of_the_last_callback() -> None:
-    now = [100.0]
-    last: list[float | None] = [None]
-    check = seen_within("capture callback seen within 2 s", lambda: last[0], 2.0, clock=lambda: now[0])
-    assert check() is False, "never seen counts as dead"
-    last[0] = 99.0
-    assert check() is True
-    now[0] = 101.5
-    assert check() is False
-    assert check.name == "capture callback seen within 2 s"
 
 
 def test_watchdog_stops_pinging_while_a_check_fails_and_resumes_after(

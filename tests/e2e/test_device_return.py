@@ -25,7 +25,7 @@ from appliance.audio.devices import AudioDeviceError
 from appliance.audio.frames import RATE
 from appliance.audio.speaker import Player
 from appliance.audio.resample import resample
-from appliance.audio.stream import PortAudioHost
+from appliance.audio.portaudio_host import PortAudioHost
 from appliance.audio.virtual_card import MIC_NAME, SPEAKER_NAME, VirtualCard
 from appliance.settings.schema import AudioConfig
 from rigs import MIC_PCM, SPEAKER_PCM, PulseRig

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-UNIT = Path(__file__).resolve().parent.parent / "systemd" / "appliance.service"
+UNIT = Path(__file__).resolve().parents[2] / "systemd" / "appliance.service"
 SHIPPED_EXEC = "/opt/appliance/venv/bin/appliance"
 MAX_EXPOSURE = 2.0
 

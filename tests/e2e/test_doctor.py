@@ -22,7 +22,10 @@ import numpy as np
 import pytest
 
 from appliance.settings.schema import AudioConfig, ButtonConfig, Config, LedsConfig, LiveConfig, StateConfig
-from appliance.commands.doctor import CHECK_NAMES, DoctorEnv, add_arguments, doctor_command, parse_throttled
+from appliance.commands.doctor import add_arguments, doctor_command
+from appliance.commands.doctor.machine import DoctorEnv
+from appliance.commands.doctor.runner import CHECK_NAMES
+from appliance.commands.doctor.system_checks import parse_throttled
 from appliance.emulator.server import Emulator, EmulatorConfig
 from rigs import ALSA_CONF, FileRig
 

@@ -22,7 +22,7 @@ import pytest
 
 from appliance.settings.loader import load_config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 INSTALL = REPO / "scripts" / "install.sh"
 PROVISION = REPO / "scripts" / "provision-image.sh"
 # built in two parts so that no file holds something shaped like a real key

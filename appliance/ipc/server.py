@@ -1,10 +1,9 @@
-"""The local control channel: a Unix socket speaking newline-delimited JSON.
+"""The server end of the control socket: a Unix socket speaking newline-delimited JSON.
 
 `appliance ctl press` has to behave exactly like the physical button, so the socket
 only carries requests to the daemon's own handler; this module owns the transport and
-the request shape, never the device state. One JSON object per line goes in, one JSON
-object per line comes out (`{"ok": true, ...}` or `{"ok": false, "error": "..."}`), so
-a person can also talk to it with `socat - UNIX-CONNECT:control.sock`.
+the request shape, never the device state. A person can also talk to it with
+`socat - UNIX-CONNECT:control.sock`.
 
 The server is deliberately hard to break from the outside: malformed lines (not UTF-8,
 not JSON, nested too deeply, the wrong shape) get an error reply and the connection stays
@@ -15,7 +14,6 @@ handler that raises produces an error reply instead of taking the daemon down.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -23,74 +21,47 @@ import logging
 import os
 import socket
 import stat
-import sys
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from appliance.logsetup import escape_controls
+from appliance.hw.night import OVERRIDES as NIGHT_MODES
+from appliance.ipc.client import PROBE_TIMEOUT_S, something_listens
+from appliance.ipc.wire import (
+    KNOWN_COMMANDS,
+    MAX_REQUEST_BYTES,
+    CommandError,
+    ControlError,
+    Reply,
+    encode_line,
+    is_int,
+    one_line,
+)
 
 log = logging.getLogger(__name__)
 
-KNOWN_COMMANDS: tuple[str, ...] = (
-    "status", "press", "release", "tap", "stop", "volume", "new-conversation", "timers",
-)
-MAX_REQUEST_BYTES = 64 * 1024
 IDLE_TIMEOUT_S = 60.0  # from connecting (or the last reply) until the next request line is complete
 LINE_TIMEOUT_S = 5.0  # from a request line's first byte to its newline; also for taking a reply
 MAX_CLIENTS = 16
-REQUEST_TIMEOUT_S = 10.0
 SOCKET_MODE = 0o660
 DIRECTORY_MODE = 0o750
-_PROBE_TIMEOUT_S = 1.0
 _READ_CHUNK = 64 * 1024
-_MAX_ERROR_CHARS = 300
 _TOO_DEEP = "request is nested too deeply; send one flat JSON object per line such as {\"cmd\": \"status\"}"
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
-Reply = dict[str, Any]
-
-
-class ControlError(Exception):
-    """The control socket could not be set up or used; the message is one line for a person."""
-
-
-class DaemonNotRunning(ControlError):
-    """Nothing answers on the control socket (no file, or a stale one)."""
-
-
-class CommandError(Exception):
-    """Raised by a handler to refuse a request; its text becomes the error reply as is."""
-
-
-def one_line(text: str, limit: int = _MAX_ERROR_CHARS) -> str:
-    """Error texts travel on a line-based protocol and end up in a terminal: one short line."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def error_reply(message: str) -> Reply:
     return {"ok": False, "error": one_line(message)}
 
 
-def _encode(reply: Reply) -> bytes:
-    """One JSON line. A lone surrogate (from a client's own \\udXXX escape) cannot be UTF-8, so
-    it goes out as a JSON \\u escape again instead of failing the whole reply."""
-    text = json.dumps(reply, separators=(",", ":"), ensure_ascii=False)
-    return text.encode("utf-8", "backslashreplace") + b"\n"
-
-
 # ---------------------------------------------------------------------------------------------
-# Request validation (shared by the server; the client builds requests that pass it)
+# Request validation (the client builds requests that pass it)
 # ---------------------------------------------------------------------------------------------
 
 _EXAMPLE = '{"cmd": "status"}'
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+_NIGHT_EXAMPLE = '{"cmd": "night", "mode": "auto"}'
 
 
 def validate_request(request: Any) -> tuple[str, dict[str, Any]]:
@@ -105,6 +76,8 @@ def validate_request(request: Any) -> tuple[str, dict[str, Any]]:
     args = {key: value for key, value in request.items() if key != "cmd"}
     if cmd == "volume":
         _validate_volume(args)
+    elif cmd == "night":
+        _validate_night(args)
     elif args:
         raise CommandError(f"{cmd!r} takes no arguments (got: {', '.join(sorted(map(str, args)))})")
     return cmd, args
@@ -116,10 +89,21 @@ def _validate_volume(args: dict[str, Any]) -> None:
         raise CommandError(f"'volume' takes \"value\" (0-100) or \"delta\" (-100..100), not: {', '.join(extra)}")
     if ("value" in args) == ("delta" in args):
         raise CommandError("'volume' needs exactly one of \"value\" (0-100) or \"delta\" (-100..100)")
-    if "value" in args and not (_is_int(args["value"]) and 0 <= args["value"] <= 100):
+    if "value" in args and not (is_int(args["value"]) and 0 <= args["value"] <= 100):
         raise CommandError(f"volume \"value\" must be a whole number 0-100, got {args['value']!r}")
-    if "delta" in args and not (_is_int(args["delta"]) and -100 <= args["delta"] <= 100):
+    if "delta" in args and not (is_int(args["delta"]) and -100 <= args["delta"] <= 100):
         raise CommandError(f"volume \"delta\" must be a whole number -100..100, got {args['delta']!r}")
+
+
+def _validate_night(args: dict[str, Any]) -> None:
+    modes = ", ".join(NIGHT_MODES)
+    extra = sorted(set(args) - {"mode"})
+    if extra:
+        raise CommandError(f"'night' takes only \"mode\" ({modes}), not: {', '.join(extra)}; send {_NIGHT_EXAMPLE}")
+    if "mode" not in args:
+        raise CommandError(f"'night' needs \"mode\", one of {modes}; send {_NIGHT_EXAMPLE}")
+    if args["mode"] not in NIGHT_MODES:
+        raise CommandError(f"night \"mode\" must be one of {modes}, got {args['mode']!r}; send {_NIGHT_EXAMPLE}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,7 +299,7 @@ class ControlServer:
             raise ControlError(
                 f"{self.path} exists and is not a socket; remove it or set [control] socket to another path"
             )
-        if await _something_listens(self.path):
+        if await something_listens(self.path):
             raise ControlError(
                 f"another appliance daemon is already listening on {self.path}; stop it first "
                 "or set [control] socket to another path"
@@ -381,7 +365,7 @@ class ControlServer:
         log.info("control socket: %d clients connected; closing the one idle longest for a new one",
                  self._max_clients)
         with contextlib.suppress(Exception):  # the notice is a courtesy; the transport may be gone
-            victim.writer.write(_encode(error_reply(
+            victim.writer.write(encode_line(error_reply(
                 "closed: the control socket is full and this connection was idle; reconnect to send a request"
             )))
         victim.task.cancel()
@@ -407,7 +391,7 @@ class ControlServer:
                     break
                 client.busy = True
                 reply = await self._answer(line)
-                writer.write(_encode(reply))
+                writer.write(encode_line(reply))
                 async with asyncio.timeout(self._line_timeout):
                     await writer.drain()
                 if isinstance(line, _Unfinished):
@@ -430,8 +414,8 @@ class ControlServer:
 
     async def _reply_and_close(self, writer: asyncio.StreamWriter, reply: Reply) -> None:
         try:
-            writer.write(_encode(reply))
-            async with asyncio.timeout(_PROBE_TIMEOUT_S):
+            writer.write(encode_line(reply))
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
                 await writer.drain()
         except (ConnectionError, TimeoutError):
             pass
@@ -484,303 +468,10 @@ class ControlServer:
             reply["ok"] = False
             reply["error"] = one_line(str(reply.get("error") or f"{cmd} failed"))
         try:
-            _encode(reply)
+            encode_line(reply)
         except (TypeError, ValueError) as exc:
             log.error("control: the %s reply cannot be sent as JSON: %s", cmd, exc)
             return error_reply(f"{cmd} failed inside the daemon: its reply is not JSON")
         return reply
 
 
-async def _something_listens(path: Path) -> bool:
-    """True when a live server accepts on `path`; a refused connection means a stale file."""
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), _PROBE_TIMEOUT_S)
-    except (ConnectionRefusedError, FileNotFoundError):
-        return False
-    except asyncio.TimeoutError:
-        return True  # something holds it but is slow: do not pull the floor from under it
-    except OSError as exc:
-        raise ControlError(f"cannot check whether {path} is in use: {exc.strerror or exc}") from None
-    writer.close()
-    with contextlib.suppress(Exception):
-        await writer.wait_closed()
-    return True
-
-
-# ---------------------------------------------------------------------------------------------
-# Client
-# ---------------------------------------------------------------------------------------------
-
-
-async def request(path: Path, cmd: str, /, *, timeout: float = REQUEST_TIMEOUT_S, **args: Any) -> Reply:
-    """Send one request and return the daemon's reply (which may have ok=False).
-
-    Raises DaemonNotRunning when nothing is listening, ControlError for every other failure
-    to get a well-formed reply.
-    """
-    path = Path(path)
-    message = _encode({"cmd": cmd, **args})
-    try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_unix_connection(str(path), limit=MAX_REQUEST_BYTES * 4), timeout
-        )
-    except FileNotFoundError:
-        raise DaemonNotRunning(f"the appliance daemon is not running (no control socket at {path})") from None
-    except ConnectionRefusedError:
-        raise DaemonNotRunning(f"the appliance daemon is not running (nothing listens on {path})") from None
-    except PermissionError:
-        raise ControlError(
-            f"permission denied on {path}; run as the daemon's user or join its group"
-        ) from None
-    except asyncio.TimeoutError:
-        raise ControlError(f"the daemon did not accept a connection on {path} within {timeout:g} s") from None
-    except OSError as exc:
-        raise ControlError(f"cannot connect to {path}: {exc.strerror or exc}") from None
-    try:
-        writer.write(message)
-        await asyncio.wait_for(writer.drain(), timeout)
-        line = await asyncio.wait_for(reader.readline(), timeout)
-    except asyncio.TimeoutError:
-        raise ControlError(f"the daemon did not answer {cmd!r} within {timeout:g} s") from None
-    except (ConnectionError, ValueError) as exc:
-        raise ControlError(f"the connection to {path} failed during {cmd!r}: {exc}") from None
-    finally:
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
-    if not line:
-        raise ControlError(f"the daemon closed the connection without answering {cmd!r}")
-    try:
-        reply = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise ControlError(f"the daemon's reply to {cmd!r} is not JSON") from None
-    if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
-        raise ControlError(f"the daemon's reply to {cmd!r} has no ok field")
-    return reply
-
-
-# ---------------------------------------------------------------------------------------------
-# `appliance ctl`
-# ---------------------------------------------------------------------------------------------
-
-EXIT_OK = 0
-EXIT_ERROR_REPLY = 1
-EXIT_UNREACHABLE = 2
-EXIT_USAGE = 2  # argparse's own code for a bad command line
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `ctl` subcommand's own arguments; the caller supplies the default socket path."""
-    parser.add_argument("ctl_command", metavar="COMMAND", choices=KNOWN_COMMANDS,
-                        help=f"one of: {', '.join(KNOWN_COMMANDS)}")
-    parser.add_argument("ctl_args", metavar="ARG", nargs="*",
-                        help="volume takes N (0-100), or +N / -N to change it relative to now")
-    parser.add_argument("--socket", dest="ctl_socket", type=Path, metavar="PATH",
-                        help="control socket (default: from [control] socket)")
-    parser.add_argument("--json", dest="ctl_json", action="store_true",
-                        help="print the daemon's raw JSON reply")
-
-
-def build_ctl_parser(prog: str = "appliance ctl") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Talk to the running appliance daemon.")
-    add_arguments(parser)
-    return parser
-
-
-def ctl_main(argv: Sequence[str] | argparse.Namespace, socket_path: Path) -> int:
-    """`appliance ctl ...`; `socket_path` is the configured default, `--socket` overrides it.
-
-    Takes the words after `ctl`, or the namespace of a parser built with add_arguments.
-    Exit codes: 0 ok, 1 error reply (or a garbled/late one), 2 daemon unreachable or bad usage.
-    """
-    if isinstance(argv, argparse.Namespace):
-        return run_ctl(argv, socket_path)
-    parser = build_ctl_parser()
-    try:
-        args = parser.parse_args(list(argv))
-    except SystemExit as exc:  # argparse already printed the usage line
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    return run_ctl(args, socket_path)
-
-
-def run_ctl(
-    args: argparse.Namespace,
-    socket_path: Path,
-    *,
-    stdout: TextIO | None = None,
-    stderr: TextIO | None = None,
-) -> int:
-    """`appliance ctl` from already parsed arguments (for a parser built with add_arguments)."""
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
-    cmd: str = args.ctl_command
-    try:
-        fields = command_fields(cmd, list(args.ctl_args))
-    except CommandError as exc:
-        print(f"appliance ctl: {exc}", file=err)
-        return EXIT_USAGE
-    path = Path(args.ctl_socket) if args.ctl_socket else Path(socket_path)
-    try:
-        reply = asyncio.run(request(path, cmd, **fields))
-    except DaemonNotRunning as exc:
-        print(f"appliance ctl: {exc}", file=err)
-        return EXIT_UNREACHABLE
-    except ControlError as exc:
-        print(f"appliance ctl: {exc}", file=err)
-        return EXIT_ERROR_REPLY
-    except KeyboardInterrupt:
-        return 130
-    if args.ctl_json:
-        print(json.dumps(reply, ensure_ascii=False), file=out)
-    elif reply["ok"]:
-        print(format_status(reply) if cmd == "status" else format_result(cmd, reply), file=out)
-    if not reply["ok"]:
-        if not args.ctl_json:
-            print(f"appliance ctl: {cmd}: {escape_controls(str(reply.get('error') or 'failed'))}", file=err)
-        return EXIT_ERROR_REPLY
-    return EXIT_OK
-
-
-def command_fields(cmd: str, words: list[str]) -> dict[str, Any]:
-    """Turn the command-line words after COMMAND into request fields."""
-    if cmd != "volume":
-        if words:
-            raise CommandError(f"{cmd} takes no arguments (got: {' '.join(words)})")
-        return {}
-    if len(words) != 1:
-        raise CommandError("volume takes one argument: N (0-100), or +N / -N to change it")
-    word = words[0].strip()
-    sign = word[:1] if word[:1] in "+-" else ""
-    digits = word[len(sign):]
-    if not digits.isdigit() or not digits.isascii() or int(digits) > 100:
-        raise CommandError(f"volume takes N (0-100), or +N / -N to change it; got {word!r}")
-    if sign == "+":
-        return {"delta": int(digits)}
-    if sign == "-":
-        return {"delta": -int(digits)}
-    return {"value": int(digits)}
-
-
-# -- output -------------------------------------------------------------------------------------
-
-_TURN_LABELS = {
-    "press_to_start_ms": "press→start",
-    "release_to_end_ms": "release→end",
-    "end_to_first_audio_ms": "end→first audio",
-    "first_audio_to_device_ms": "first audio→device",
-    "barge_in_to_silent_ms": "barge-in→silent",
-    "reply_ms": "reply",
-}
-_TURN_PLAIN = ("mode", "outcome", "end_reason")  # words that read fine without their key
-
-
-def _human_duration(seconds: float) -> str:
-    seconds = max(0.0, float(seconds))
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
-
-
-def _show(value: Any) -> str:
-    """A reply value for the terminal; text (a timer label the service chose, say) is escaped."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
-    if isinstance(value, (dict, list)):
-        return escape_controls(json.dumps(value, ensure_ascii=False))
-    return escape_controls(str(value))
-
-
-def _turn_line(turn: Any) -> str:
-    """One turn's metrics on one line; unset metrics and false flags are left out."""
-    if not isinstance(turn, dict):
-        return _show(turn)
-    parts: list[str] = []
-    at = turn.get("at")
-    if isinstance(at, (int, float)) and not isinstance(at, bool):
-        parts.append(time.strftime("%H:%M:%S", time.localtime(at)))
-    for key, value in turn.items():
-        if key in ("at", "turn", "id") or value is None or value is False or value == "":
-            continue
-        label = _TURN_LABELS.get(key) or key.removesuffix("_ms").replace("_", " ")
-        if key in _TURN_PLAIN:
-            parts.append(_show(value))
-        elif value is True:
-            parts.append(label)
-        elif key.endswith("_ms") and isinstance(value, (int, float)):
-            parts.append(f"{label} {value:.0f} ms")
-        else:
-            parts.append(f"{label} {_show(value)}")
-    number = turn.get("turn", turn.get("id"))
-    prefix = f"#{number} " if number is not None else ""
-    return prefix + (", ".join(parts) or "(no metrics)")
-
-
-def format_status(reply: Reply) -> str:
-    """A readable summary of a status reply.
-
-    Understood fields: state, connection, session_age_s, volume (0-100), last_error, turns
-    (a list of dicts; keys ending in _ms are shown as milliseconds, `at` as a wall-clock
-    time); any other field is listed as is.
-    """
-    lines: list[str] = []
-
-    def row(label: str, text: str) -> None:
-        lines.append(f"{label + ':':<16} {text}")
-
-    row("state", _show(reply.get("state")))
-    row("connection", _show(reply.get("connection")))
-    age = reply.get("session_age_s")
-    row("session age", _human_duration(age) if isinstance(age, (int, float)) and not isinstance(age, bool) else "-")
-    volume = reply.get("volume")
-    row("volume", f"{volume}%" if _is_int(volume) else _show(volume))
-    row("last error", _show(reply.get("last_error")) if reply.get("last_error") else "none")
-    shown = {"ok", "state", "connection", "session_age_s", "volume", "last_error", "turns", "timers"}
-    for key, value in reply.items():
-        if key in shown:
-            continue
-        if key.endswith("_s") and isinstance(value, (int, float)) and not isinstance(value, bool):
-            row(key.removesuffix("_s").replace("_", " "), _human_duration(value))
-        else:
-            row(key.replace("_", " "), _show(value))
-    if isinstance(reply.get("timers"), list):
-        lines.append(format_timers(reply["timers"]))
-    turns = reply.get("turns")
-    if isinstance(turns, list) and turns:
-        lines.append("last turns:")
-        lines.extend(f"  {_turn_line(turn)}" for turn in turns)
-    return "\n".join(lines)
-
-
-def format_timers(timers: list[Any]) -> str:
-    """`timers: none`, or one line per timer: label, id, what is left or that it rings."""
-    if not timers:
-        return "timers:          none"
-    lines = ["timers:"]
-    for timer in timers:
-        if not isinstance(timer, dict):
-            continue
-        left = timer.get("remaining_s")
-        when = "RINGING" if timer.get("state") == "ringing" else (
-            f"{_human_duration(left)} left" if isinstance(left, (int, float)) else "-")
-        lines.append(f"  {_show(timer.get('label'))} ({_show(timer.get('id'))}): {when}")
-    return "\n".join(lines)
-
-
-def format_result(cmd: str, reply: Reply) -> str:
-    """One line for a successful non-status command."""
-    if cmd == "timers":
-        return format_timers(reply.get("timers") or [])
-    extras = {key: value for key, value in reply.items() if key != "ok"}
-    headline = f"{cmd}: ok"
-    if cmd == "volume" and _is_int(extras.get("volume")):
-        headline = f"volume: {extras.pop('volume')}%"
-    details = ", ".join(f"{key.replace('_', ' ')} {_show(value)}" for key, value in extras.items())
-    return headline + (f" ({details})" if details else "")

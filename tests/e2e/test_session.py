@@ -14,14 +14,8 @@ from appliance.live import messages as p
 from appliance.live.backoff import Backoff
 from appliance.emulator.server import Emulator, EmulatorConfig, Scenario
 from appliance.live.conversation import Attributed, Outcome, TurnEnded
-from appliance.live.connection import (
-    CloseKind,
-    LinkChanged,
-    LinkState,
-    LiveSession,
-    SessionOptions,
-    classify_close,
-)
+from appliance.live.connection import LiveSession, SessionOptions
+from appliance.live.link import CloseKind, LinkChanged, LinkState, classify_close
 from appliance.live.endpoint import InsecureEndpointError, check_endpoint
 from appliance.settings.secrets import Secret
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SOAK = ROOT / "scripts" / "soak.py"
 
 HEADINGS = ("appliance soak: seed 1", "\nturns\n", "\nfaults injected\n", "\nresources ", "\nacceptance\n",

@@ -11,7 +11,7 @@ import pytest
 from appliance.audio import speech
 from appliance.audio.frames import RATE
 from appliance.app.conductor import State
-from appliance.ipc.control import request
+from appliance.ipc.client import request
 from appliance.emulator.server import Emulator, EmulatorConfig, Scenario
 from harness import BUTTON_PIN, Running, config_for, speak
 

@@ -63,9 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "whether the microphone hears the speaker")
 
     emulator = sub.add_parser("emulator", help="serve the offline Live API emulator on loopback")
-    from appliance.emulator import server as emulator_module
+    from appliance.emulator.arguments import add_arguments as add_emulator_arguments
 
-    emulator_module.add_arguments(emulator)
+    add_emulator_arguments(emulator)
     return parser
 
 

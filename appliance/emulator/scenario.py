@@ -15,18 +15,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["OUTPUT_RATE", "SCENARIO_HELP", "Scenario", "ScenarioError", "tone_pcm"]
+from appliance.emulator.arguments import SCENARIO_HELP
+
+__all__ = ["OUTPUT_RATE", "Scenario", "ScenarioError", "tone_pcm"]
 
 OUTPUT_RATE = 24000
 SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
-
-SCENARIO_HELP = (
-    "echo | tone[:SECONDS] | silent | cancel-tools | tool:NAME[:JSON_ARGS] | nonblocking-tool:NAME[:JSON_ARGS] | "
-    "transcript:TEXT | reply-text:TEXT | urlsafe-b64 | interaction-status | barge-no-complete | "
-    "drop-after:N | drop-mid-reply:FRACTION | close:CODE[:REASON] | close-after:N:CODE[:REASON] | "
-    "reject-setup:CODE[:REASON] | malformed | unknown-message | slow-setup:SECONDS | fault-connections:K"
-)
-
 
 class ScenarioError(ValueError):
     """A --scenario spec that cannot be understood; the message is one line saying what to write instead."""

@@ -51,7 +51,7 @@ from appliance.emulator.journal import Journal
 from appliance.emulator.records import ConnectionRecord, Received, TurnEnding, TurnRecord
 from appliance.emulator.rejections import INTERNAL_ERROR
 from appliance.emulator.resumption import Conversations
-from appliance.emulator.scenario import SCENARIO_HELP, Scenario, ScenarioError
+from appliance.emulator.scenario import Scenario, ScenarioError
 
 __all__ = [
     "ConnectionRecord",
@@ -63,7 +63,6 @@ __all__ = [
     "ScenarioError",
     "TurnEnding",
     "TurnRecord",
-    "add_arguments",
     "run_from_args",
 ]
 
@@ -366,48 +365,6 @@ class Emulator:
             self._journal.log("close", conn=record.id, closed_by=record.closed_by, code=record.close_code,
                               reason=record.close_reason)
             await self._journal.changed()
-
-
-# ----------------------------------------------------------------------------------------------------------
-# CLI helpers (wired into `appliance emulator` by the main CLI)
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _lifetime_arg(text: str) -> float | None:
-    if text.strip().lower() in ("none", "off", "0"):
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds or 'none', got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("the lifetime must not be negative")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="TCP port (default 0: pick a free one)")
-    parser.add_argument("--scenario", action="append", default=[], metavar="SPEC",
-                        help=f"reply/fault option, repeatable: {SCENARIO_HELP}")
-    parser.add_argument("--lifetime", type=_lifetime_arg, default=600.0, metavar="SECONDS",
-                        help="send goAway after this long per connection; 'none' disables (default 600)")
-    parser.add_argument("--grace", type=_non_negative, default=50.0, metavar="SECONDS",
-                        help="seconds between goAway and the 1011 close (default 50)")
-    parser.add_argument("--pace", type=_non_negative, default=1.7,
-                        help="reply speed vs real time; 0 = as fast as possible (default 1.7)")
-    parser.add_argument("--log", default=None, metavar="PATH",
-                        help="append a JSON-lines log of received messages (audio replaced by byte counts)")
 
 
 async def run_from_args(args: argparse.Namespace) -> int:

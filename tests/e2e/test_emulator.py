@@ -23,8 +23,10 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from appliance.emulator.server import Emulator, EmulatorConfig, add_arguments, run_from_args
-from appliance.emulator.scenario import SCENARIO_HELP, Scenario, ScenarioError
+from appliance.emulator.arguments import add_arguments
+from appliance.emulator.server import Emulator, EmulatorConfig, run_from_args
+from appliance.emulator.arguments import SCENARIO_HELP
+from appliance.emulator.scenario import Scenario, ScenarioError
 
 KEY = "emu-test-key-3f9a1c"  # a fake key; the tests check it never shows up anywhere
 HEADERS = {"x-goog-api-key": KEY}
@@ -951,7 +953,8 @@ def test_cli_refuses_non_loopback_host_and_bad_scenario(capsys: pytest.CaptureFi
 def test_cli_prints_its_url_serves_and_stops_on_sigterm() -> None:
     async def body() -> None:
         code = ("import asyncio, argparse, sys\n"
-                "from appliance.emulator.server import add_arguments, run_from_args\n"
+                "from appliance.emulator.arguments import add_arguments\n"
+                "from appliance.emulator.server import run_from_args\n"
                 "p = argparse.ArgumentParser(); add_arguments(p)\n"
                 "sys.exit(asyncio.run(run_from_args(p.parse_args(sys.argv[1:]))))\n")
         proc = await asyncio.create_subprocess_exec(

@@ -56,7 +56,7 @@ class Running:
         conductor = self.daemon.conductor
         await conductor.wait_state(State.IDLE, 15)
         # the rig's capture stream starts late; wait until frames flow
-        await eventually(lambda: self.daemon.capture.stats.frames > 25, 15, "microphone frames")
+        await eventually(lambda: self.daemon.capture.stats.callbacks > 25, 15, "microphone callbacks")
         return self.daemon
 
     async def __aexit__(self, *exc) -> None:

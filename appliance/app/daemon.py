@@ -190,7 +190,8 @@ class Daemon:
         self.timers.start()
         stack.push_async_callback(self._stop_timers)
         self.capture = Capture(self.cfg.audio, uplink.on_frame, loop, host=host,
-                               on_presence=self._presence("microphone"))
+                               on_presence=self._presence("microphone"), on_preroll=uplink.on_preroll)
+        uplink.attach_gate(self.capture)  # the microphone rests between turns (idle cost, issue #11)
         await self.capture.start_async(allow_missing=True)
         stack.push_async_callback(self.capture.close_async)
         for kind, device in (("speaker", self.player), ("microphone", self.capture)):

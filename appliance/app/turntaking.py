@@ -24,7 +24,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 from appliance.audio.endpointing import Endpointer, EndReason, SpeechDetector
 from appliance.audio.frames import FRAME_MS, ms_to_frames
@@ -44,6 +44,14 @@ BATCH_FRAMES = 5
 #: than the pre-roll before that moment, so the onset is whole but a long silent
 #: wait after the press is not sent to the model
 DETECTION_LAG_FRAMES = 10
+
+
+class MicGate(Protocol):
+    """A microphone that hands over frames only while asked to (`appliance.audio.capture.Capture`)."""
+
+    def listen(self) -> None: ...  # pre-roll frames (to on_preroll), then live frames (to on_frame)
+
+    def idle(self) -> None: ...
 
 
 class Mode(str, enum.Enum):
@@ -112,6 +120,8 @@ class Uplink:
         self._clock = clock
         self._ring = PrerollRing(ms_to_frames(audio.preroll_ms))
         self._held_frames = self._ring.capacity + DETECTION_LAG_FRAMES
+        #: a gated microphone keeps the pre-roll itself (see attach_gate); None: every frame comes here
+        self._gate: MicGate | None = None
         self._turn: _Turn | None = None
         self._outbox: OrderedChannel[tuple[str, object]] = OrderedChannel(OUTBOX_FRAMES)
         self._overflow_logged = False
@@ -120,6 +130,14 @@ class Uplink:
         #: called with True when the turn's audio starts leaving the device, False when it stops
         self.on_sending: Callable[[bool], None] | None = None
         self.sending = False
+
+    def attach_gate(self, gate: MicGate) -> None:
+        """Let the microphone rest between turns: it is told to listen at a press and to idle when the turn ends.
+
+        The pre-roll then comes from the microphone (to `on_preroll`) instead of this object's own ring.
+        """
+        self._gate = gate
+        self._ring = PrerollRing(0)
 
     # ------------------------------------------------------------------ inputs (loop)
 
@@ -142,6 +160,8 @@ class Uplink:
         self._turn = turn
         for frame in self._ring.snapshot():
             self._feed(turn, frame, preroll=True)
+        if self._gate is not None:
+            self._gate.listen()
 
     def release(self, *, tap: bool = False) -> None:
         """The button was let go.
@@ -169,6 +189,7 @@ class Uplink:
         turn.ended = True
         turn.held.clear()
         self._turn = None
+        self._rest_microphone()
         return True
 
     @property
@@ -184,11 +205,22 @@ class Uplink:
         self._finish(turn, EndReason.PRESS)
 
     def on_frame(self, frame: bytes) -> None:
-        """Every captured 20 ms frame, in order."""
+        """Every captured 20 ms frame, in order (with a gate: every frame while it listens)."""
         turn = self._turn
         if turn is not None and not turn.ended:
             self._feed(turn, frame, preroll=False)
-        self._ring.push(frame)
+        if self._ring.capacity:
+            self._ring.push(frame)
+
+    def on_preroll(self, frame: bytes) -> None:
+        """A frame from before the press, from a gated microphone; they come first, oldest first."""
+        turn = self._turn
+        if turn is not None and not turn.ended:
+            self._feed(turn, frame, preroll=True)
+
+    def _rest_microphone(self) -> None:
+        if self._gate is not None:
+            self._gate.idle()
 
     # ------------------------------------------------------------------ turn logic
 
@@ -214,6 +246,7 @@ class Uplink:
 
     def _finish(self, turn: _Turn, reason: EndReason) -> None:
         turn.ended = True
+        self._rest_microphone()
         turn.report.reason = reason
         turn.report.speech_ms = turn.endpointer.speech_frames * FRAME_MS
         turn.held.clear()

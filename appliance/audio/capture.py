@@ -7,6 +7,12 @@ pipeline's unit, 20 ms frames of 16 kHz mono s16le, on PortAudio's thread; the
 frames reach the asyncio loop through a bounded deque and one pending wake-up.
 A microphone that is unplugged and plugged back is reopened by `watch()` (see
 `appliance.audio.stream`), and the same frame callback carries on.
+
+Gated (with `on_preroll`, as the daemon runs it): the box is idle almost all its
+life, so between turns the callback only keeps the raw device chunks of the last
+`[audio] preroll_ms` (`RawPreroll`): no conversion, no wake-up of the loop. `listen()`
+opens the gate: the next callback converts that raw backlog and hands over its
+newest `preroll_ms` as pre-roll frames, then live frames follow; `idle()` closes it.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ from appliance.audio.devices import (
     choose_input_format,
     find_device,
 )
-from appliance.audio.frames import FRAME_BYTES, RATE
+from appliance.audio.frames import FRAME_BYTES, FRAME_MS, RATE, ms_to_frames
+from appliance.audio.preroll import RawPreroll
 from appliance.audio.resample import StreamResampler, int32_to_int16, select_or_mix_channels
 from appliance.audio.portaudio_host import PortAudioHost
 from appliance.audio.stream import DeviceStream, PresenceCallback
@@ -40,6 +47,9 @@ log = logging.getLogger(__name__)
 HANDOFF_FRAMES = 50
 #: At most one warning per this many seconds about overflows and dropped frames.
 WARN_INTERVAL_S = 10.0
+#: Raw audio kept beyond the pre-roll when gated: the resampler's start-up transient (a few ms) falls in
+#: it and is thrown away, so the pre-roll itself is converted exactly as a running stream would be.
+WARMUP_MS = 40
 
 
 @dataclass
@@ -83,11 +93,59 @@ class FrameConverter:
         return [chunk[i : i + FRAME_BYTES] for i in range(0, whole, FRAME_BYTES)]
 
 
+class PrerollGate:
+    """Between turns, raw device chunks; during them, frames. Sans-I/O: PortAudio's thread calls `chunk`.
+
+    `chunk(data, gen)` is told, for every device chunk, whether the gate is open (the listen generation,
+    a number that grows with every `Capture.listen()`) or closed (None). Closed, it only keeps the chunk in
+    the raw pre-roll and returns nothing. On the first open chunk it converts the raw backlog with a fresh
+    converter and returns its newest `preroll_frames` frames marked as pre-roll (the older ones absorbed the
+    resampler's start-up), then the chunk's own frames. A new generation while already open (a press during
+    a turn) gets the newest frames made so far as its pre-roll, as a ring of converted frames would.
+    Returns (generation, is_preroll, frame) entries, oldest first.
+    """
+
+    def __init__(self, fmt: InputFormat, input_channel: int, preroll_frames: int) -> None:
+        self._fmt = fmt
+        self._channel = input_channel
+        self._preroll_frames = max(0, preroll_frames)
+        bytes_per_ms = fmt.rate * fmt.channels * (4 if fmt.sample_format == "int32" else 2) / 1000
+        self._raw = RawPreroll(int((self._preroll_frames * FRAME_MS + WARMUP_MS) * bytes_per_ms))
+        self._recent: collections.deque[bytes] = collections.deque(maxlen=self._preroll_frames)
+        self._converter: FrameConverter | None = None  # None: closed, the raw ring is all there is
+        self._served = 0  # the generation whose pre-roll went out
+
+    def chunk(self, data: bytes, gen: int | None) -> list[tuple[int, bool, bytes]]:
+        if gen is None:
+            self._converter = None
+            self._raw.push(data)
+            return []
+        entries: list[tuple[int, bool, bytes]] = []
+        converter = self._converter
+        if converter is None:
+            converter = self._converter = FrameConverter(self._fmt, self._channel)
+            backlog = converter.convert(self._raw.take())
+            self._recent.clear()
+            self._recent.extend(backlog[max(0, len(backlog) - self._preroll_frames):] if self._preroll_frames else [])
+            self._served = gen
+            entries.extend((gen, True, frame) for frame in self._recent)
+        elif gen != self._served:
+            self._served = gen
+            entries.extend((gen, True, frame) for frame in self._recent)
+        self._raw.push(data)  # so that a press soon after this turn still finds its pre-roll
+        frames = converter.convert(data)
+        self._recent.extend(frames)
+        entries.extend((gen, False, frame) for frame in frames)
+        return entries
+
+
 class Capture(DeviceStream):
     """The always-open microphone; `on_frame(frame)` runs on `loop` for every 20 ms frame, in order.
 
     The same `on_frame` keeps being called after the microphone was lost and came back (see
-    `DeviceStream.watch`); frames simply pause while it is absent.
+    `DeviceStream.watch`); frames simply pause while it is absent. With `on_preroll`, frames flow only
+    between `listen()` and `idle()` (see the module docstring), each listen starting with pre-roll frames
+    passed to `on_preroll`.
     """
 
     kind = "microphone"
@@ -103,12 +161,21 @@ class Capture(DeviceStream):
         pa: Any = None,
         host: PortAudioHost | None = None,
         on_presence: PresenceCallback | None = None,
+        on_preroll: Callable[[bytes], None] | None = None,
     ) -> None:
         super().__init__(loop, pa=pa, host=host, on_presence=on_presence)
         self._cfg = audio_cfg
         self._on_frame = on_frame
+        self._on_preroll = on_preroll
         self._converter: FrameConverter | None = None
-        self._queue: collections.deque[bytes] = collections.deque(maxlen=HANDOFF_FRAMES)
+        #: (listen generation, is pre-roll, frame); see _drain for why frames carry their generation
+        self._queue: collections.deque[tuple[int, bool, bytes]] = collections.deque(maxlen=HANDOFF_FRAMES)
+        # The gate. Written on the loop (listen/idle), read by PortAudio's thread: single attribute
+        # stores, so the callback sees either the old or the new value, and acts on it next period.
+        self._gated = on_preroll is not None
+        self._gate_open = not self._gated
+        self._gate_gen = 0
+        self._gate: PrerollGate | None = None  # PortAudio's thread only, made for each opened format
         self._drain_pending = False
         self._overflow_flag = 0
         self._continue = 0
@@ -129,11 +196,31 @@ class Capture(DeviceStream):
         fmt = choose_input_format(pa, device, self._cfg)
         self._overflow_flag = PA_INPUT_OVERFLOW
         self._continue = PA_CONTINUE
-        self._converter = FrameConverter(fmt, int(self._cfg.input_channel))
+        channel = int(self._cfg.input_channel)
+        if self._gated:
+            self._gate = PrerollGate(fmt, channel, ms_to_frames(float(self._cfg.preroll_ms)))
+        else:
+            self._converter = FrameConverter(fmt, channel)
         return device, fmt
 
     def _after_close(self) -> None:
         self._queue.clear()
+        self._gate = None  # a reopened stream starts with no backlog: old audio is not this stream's past
+
+    # -- the gate (loop)
+
+    def listen(self) -> None:
+        """Start handing over frames: first the last `preroll_ms` (to on_preroll), then live ones."""
+        self._gate_gen += 1
+        self._gate_open = True
+
+    def idle(self) -> None:
+        """Stop handing over frames; only the raw pre-roll is kept from now on."""
+        self._gate_open = False
+
+    @property
+    def listening(self) -> bool:
+        return self._gate_open
 
     # -- PortAudio's thread
 
@@ -144,20 +231,29 @@ class Capture(DeviceStream):
         overflowed = bool(status & self._overflow_flag)
         if overflowed:
             self.stats.overflows += 1
-        converter = self._converter
-        frames = converter.convert(in_data) if (in_data and converter is not None) else []
-        queue = self._queue
-        for frame in frames:
-            if len(queue) == queue.maxlen:
-                self.stats.dropped_frames += 1
-            queue.append(frame)
-        if (frames or overflowed) and not self._drain_pending:
+        queued = self._queue_entries(self._entries(in_data)) if in_data else False
+        if (queued or overflowed) and not self._drain_pending:
             self._drain_pending = True
             try:
                 self._loop.call_soon_threadsafe(self._drain)
             except RuntimeError:  # the loop is closed: nobody is listening any more
                 pass
         return None, self._continue
+
+    def _entries(self, data: bytes) -> list[tuple[int, bool, bytes]]:
+        if self._gated:
+            gate = self._gate
+            return gate.chunk(data, self._gate_gen if self._gate_open else None) if gate is not None else []
+        converter = self._converter
+        return [(0, False, frame) for frame in converter.convert(data)] if converter is not None else []
+
+    def _queue_entries(self, entries: list[tuple[int, bool, bytes]]) -> bool:
+        queue = self._queue
+        for entry in entries:
+            if len(queue) == queue.maxlen:
+                self.stats.dropped_frames += 1
+            queue.append(entry)
+        return bool(entries)
 
     # -- the loop's side of the handoff
 
@@ -167,11 +263,16 @@ class Capture(DeviceStream):
         queue = self._queue
         while queue and self._stream is not None:
             try:
-                frame = queue.popleft()
+                gen, preroll, frame = queue.popleft()
             except IndexError:
                 break
+            if self._gated and not (self._gate_open and gen == self._gate_gen):
+                continue  # made for a listen that has ended since: its turn is over
             self.stats.frames += 1
-            self._on_frame(frame)
+            if preroll and self._on_preroll is not None:
+                self._on_preroll(frame)
+            else:
+                self._on_frame(frame)
         self._maybe_warn()
 
     def _maybe_warn(self) -> None:

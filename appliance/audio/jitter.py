@@ -197,6 +197,20 @@ class JitterBuffer:
                 self._pull_reply(out, pos)
         return out
 
+    def quiet(self) -> bool:
+        """True when the next pull would be pure silence and raise no event: nothing buffered, no fade pending.
+
+        The speaker asks this first, so that an idle device period costs no array work at all.
+        """
+        with self._lock:
+            return (
+                not self._playing
+                and self._written == self._read
+                and self._tail_pos >= self._tail_len
+                and not self._silence_event_pending
+                and not self._events
+            )
+
     def take_events(self) -> int:
         """Return and clear the JitterEvents flags raised by pulls since the last call."""
         with self._lock:

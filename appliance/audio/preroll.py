@@ -51,3 +51,42 @@ class PrerollRing:
 
     def __repr__(self) -> str:
         return f"PrerollRing({len(self)}/{self.capacity} frames)"
+
+
+class RawPreroll:
+    """The newest device chunks, exactly as PortAudio delivered them, covering at least `capacity_bytes`.
+
+    The microphone keeps this between turns instead of converted frames: storing a chunk is one deque
+    append of the buffer PortAudio handed over, so an idle microphone costs no resampling and no wake-up
+    of the event loop. Only a press pays for converting the last few hundred milliseconds. Runs on
+    PortAudio's thread alone; the loop never touches it.
+    """
+
+    def __init__(self, capacity_bytes: int) -> None:
+        if capacity_bytes < 0:
+            raise ValueError(f"raw pre-roll capacity must be 0 or more bytes, got {capacity_bytes}")
+        self.capacity_bytes = capacity_bytes
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+
+    def push(self, chunk: bytes) -> None:
+        """Keep `chunk`; drop the oldest chunks that are no longer needed to cover the capacity."""
+        self._chunks.append(chunk)
+        self._size += len(chunk)
+        chunks = self._chunks
+        while chunks and self._size - len(chunks[0]) >= self.capacity_bytes:
+            self._size -= len(chunks.popleft())
+
+    def take(self) -> bytes:
+        """Everything held, oldest first, as one buffer; the ring is left empty."""
+        data = b"".join(self._chunks)
+        self.clear()
+        return data
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self._size = 0
+
+    def __len__(self) -> int:
+        """Bytes held."""
+        return self._size

@@ -86,6 +86,10 @@ class _EarconMixer:
     queued: collections.deque[np.ndarray] = field(default_factory=lambda: collections.deque(maxlen=MAX_EARCON_VOICES))
     voices: list[_Voice] = field(default_factory=list)
 
+    @property
+    def silent(self) -> bool:
+        return not self.voices and not self.queued
+
     def mix(self, n: int) -> np.ndarray | None:
         """The next `n` samples of all playing earcons summed, or None when none plays."""
         while self.queued:
@@ -166,6 +170,7 @@ class Player(DeviceStream):
         self.stats = PlayerStats()
         self._path: _ReplyPath | None = None
         self._mixer = _EarconMixer()
+        self._zeros = b""  # the idle block, see _silence
         self._event_queue: collections.deque[tuple[int, float]] = collections.deque(maxlen=_EVENT_QUEUE)
         self._dispatch_pending = False
         self._continue = 0
@@ -371,6 +376,11 @@ class Player(DeviceStream):
                 )
             if fmt is None or path is None:
                 return bytes(frame_count * 2), self._continue  # stream is closing
+            if path.jitter.quiet() and self._mixer.silent:
+                # Idle: no reply, no earcon. The same zero block every period, no array work.
+                path.speech_gain.settle()
+                path.earcon_gain.settle()
+                return self._silence(frame_count, fmt), self._continue
             block = path.jitter.pull(frame_count)
             path.speech_gain.apply(block)
             cue = self._mixer.mix(frame_count)
@@ -386,6 +396,13 @@ class Player(DeviceStream):
             width = 4 if fmt is not None and fmt.sample_format == "int32" else 2
             channels = fmt.channels if fmt is not None else 1
             return bytes(frame_count * width * channels), self._continue
+
+    def _silence(self, frame_count: int, fmt: OutputFormat) -> bytes:
+        """A zero block of the device's size, made once per size (PortAudio copies it; it is never written)."""
+        size = frame_count * (4 if fmt.sample_format == "int32" else 2) * fmt.channels
+        if len(self._zeros) != size:
+            self._zeros = bytes(size)
+        return self._zeros
 
     def _notify(self, events: int, at: float) -> None:
         queue = self._event_queue

@@ -89,6 +89,10 @@ class GainRamp:
     def current_gain(self) -> float:
         return self._current
 
+    def settle(self) -> None:
+        """Jump to the target: called (on the audio thread) while only silence plays, where a ramp is inaudible."""
+        self._current = self._target
+
     def set_level(self, level: int) -> None:
         level = validate_level(level)
         self._level = level

@@ -111,7 +111,8 @@ async def demo_command(out_dir: Path, text: str, printer: Callable[[str], None] 
         conductor.on_transcript = lambda who, words: timeline.say(
             f"{'server heard' if who == 'user' else 'reply text'}: {words!r}"
         )
-        capture = Capture(cfg.audio, uplink.on_frame, loop, pa=card)
+        capture = Capture(cfg.audio, uplink.on_frame, loop, pa=card, on_preroll=uplink.on_preroll)
+        uplink.attach_gate(capture)
         in_fmt = capture.start()
         timeline.say(f"microphone {in_fmt.describe()}; speaker {out_fmt.describe()}")
         conductor.start()

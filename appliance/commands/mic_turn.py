@@ -52,7 +52,8 @@ async def ask_microphone(
         ended: asyncio.Future[TurnReport] = loop.create_future()
         uplink.on_turn_end = lambda report: ended.done() or ended.set_result(report)
         sender = asyncio.create_task(uplink.run(), name="uplink")
-        capture = Capture(cfg.audio, uplink.on_frame, loop, pa=pa)
+        capture = Capture(cfg.audio, uplink.on_frame, loop, pa=pa, on_preroll=uplink.on_preroll)
+        uplink.attach_gate(capture)
         try:
             capture.start()
         except AudioDeviceError as exc:

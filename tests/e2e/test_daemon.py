@@ -418,3 +418,39 @@ def test_ctl_night_dims_the_leds_and_auto_with_no_window_brings_them_back(
     # then it came back to full
     assert all(level <= night_cap + 1e-9 for level in dimmed_levels[:-1]), dimmed_levels
     assert dimmed_levels[-1] == 1.0
+
+
+def test_the_microphone_rests_between_turns_yet_a_word_begun_before_the_press_is_sent_whole(
+    pulse, question, gpio, tmp_path, monkeypatch
+):
+    """Idle, the microphone converts nothing (issue #11); the press still gets the 300 ms before it."""
+    pulse.activate(monkeypatch)
+    voice = np.frombuffer(question, "<i2")
+    loud = np.flatnonzero(np.abs(voice.astype(np.int32)) > 0.02 * 32768)
+    voice = voice[loud[0] :]  # starts on the first syllable
+
+    async def scenario():
+        async with Emulator(EmulatorConfig(pace=1.7), Scenario(reply="tone", tone_seconds=0.3)) as emu:
+            async with Running(config_for(emu, tmp_path), monkeypatch, gpio) as daemon:
+                capture, conductor = daemon.capture, daemon.conductor
+                callbacks = capture.stats.callbacks
+                await eventually(lambda: capture.stats.callbacks > callbacks + 25, 5, "half a second of rest")
+                rested_frames = capture.stats.frames
+                player = pulse.play_into_mic(voice.tobytes(), RATE)
+                await asyncio.sleep(0.15)  # the user is already talking when the button goes down
+                mark = conductor.seq
+                gpio.pin(BUTTON_PIN).drive_low()
+                await conductor.wait_state(State.LISTENING, 5, since=mark)
+                await asyncio.to_thread(player.wait, 30)
+                gpio.pin(BUTTON_PIN).drive_high()
+                await conductor.wait_state(State.IDLE, 20, since=mark + 1)
+            return emu, rested_frames
+
+    emu, rested_frames = asyncio.run(scenario())
+    assert rested_frames == 0  # nothing was converted or handed to the loop while nobody pressed
+    heard = np.frombuffer(emu.turns[0].user_pcm, "<i2").astype(np.float64)
+    probe = voice[: RATE // 2].astype(np.float64)  # the first half second, first syllable included
+    corr = np.correlate(heard[: 2 * RATE], probe, mode="valid")
+    lag = int(np.argmax(corr))
+    window = heard[lag : lag + probe.size]
+    assert np.dot(window, probe) / (np.linalg.norm(window) * np.linalg.norm(probe) + 1e-9) > 0.9

@@ -1,16 +1,18 @@
 """The `appliance` command.
 
 Subcommands import what they need when they run, so `demo`, `ask FILE` and
-`emulator` work on a machine without PortAudio or GPIO.
+`emulator` work on a machine without PortAudio or GPIO, and `ctl` (run by hand and
+by scripts, often on a slow Pi) starts without asyncio, numpy or websockets: every
+subcommand's arguments come from a module that imports only argparse.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 from appliance import __version__
 
@@ -54,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ctl_arguments(ctl)
 
     doctor = sub.add_parser("doctor", help="check everything the appliance needs, with what to do about each problem")
-    from appliance.commands.doctor import add_arguments as add_doctor_arguments
+    from appliance.commands.doctor_arguments import add_arguments as add_doctor_arguments
 
     add_doctor_arguments(doctor)
 
@@ -72,20 +74,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "ctl":
+        from appliance.ipc.ctl import ctl_command
+
+        try:
+            return ctl_command(args)  # it needs only the socket path, even from a config with a mistake
+        except KeyboardInterrupt:
+            return 130
 
     from appliance.settings.loader import load_config
-    from appliance.settings.paths import control_socket_path, secure_control_socket_path
+    from appliance.settings.paths import secure_control_socket_path
     from appliance.settings.schema import ConfigError
     from appliance.logsetup import setup_logging
 
     try:
         cfg = load_config(args.config, overrides=args.overrides)
-        # The daemon and `ctl` refuse a control socket directory someone else could own
-        # (`ctl --socket PATH` names its own socket, so the default one does not matter).
-        if args.command == "run" or (args.command == "ctl" and not getattr(args, "ctl_socket", None)):
-            control_path = secure_control_socket_path(cfg)
-        else:
-            control_path = control_socket_path(cfg)
+        if args.command == "run":
+            secure_control_socket_path(cfg)  # refuse a socket directory someone else could own
     except ConfigError as exc:
         if args.command == "doctor":
             from appliance.commands.doctor import config_error_command
@@ -102,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "emulator":
             from appliance.emulator import server as emulator_module
 
-            return asyncio.run(emulator_module.run_from_args(args))
+            return _run(emulator_module.run_from_args(args))
         if args.command == "ask":
             from appliance.commands.ask import ask_command
             from appliance.commands.turn import AskError
@@ -110,36 +115,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.wav is not None and args.text is not None:
                 parser.error("give either FILE.wav or --text, not both")
             try:
-                return asyncio.run(ask_command(cfg, wav=args.wav, text=args.text, out=args.out))
+                return _run(ask_command(cfg, wav=args.wav, text=args.text, out=args.out))
             except AskError as exc:
                 print(f"appliance ask: {exc}", file=sys.stderr)
                 return exc.exit_code
         if args.command == "run":
             from appliance.app.daemon import run_command
 
-            return asyncio.run(run_command(cfg, keyboard=args.keyboard))
-        if args.command == "ctl":
-            from appliance.ipc.ctl import ctl_main
-
-            return ctl_main(args, control_path)
+            return _run(run_command(cfg, keyboard=args.keyboard))
         if args.command == "doctor":
             from appliance.commands.doctor import doctor_command
 
-            return asyncio.run(doctor_command(cfg, args))
+            return _run(doctor_command(cfg, args))
         if args.command == "devices":
             return devices_command(cfg)
         if args.command == "audio-test":
             from appliance.commands.audio_test import audio_test_command
 
-            return asyncio.run(audio_test_command(cfg))
+            return _run(audio_test_command(cfg))
         if args.command == "demo":
             from appliance.commands.demo import demo_command
 
-            return asyncio.run(demo_command(args.out, args.text))
+            return _run(demo_command(args.out, args.text))
     except KeyboardInterrupt:
         return 130
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    """asyncio.run, imported here so that `ctl` never pays for asyncio."""
+    import asyncio
+
+    return asyncio.run(coro)
 
 
 def devices_command(cfg) -> int:

@@ -1,24 +1,28 @@
 """`appliance ctl`: the command line that talks to the running daemon.
 
-Imported on every `appliance ctl` call, so it stays light: the client end of the socket
-and the formatting, never the server (a unit test checks what importing it loads).
+Imported on every `appliance ctl` call, so it stays light: the blocking client end of the
+socket and the formatting, never the server or asyncio (a unit test checks what importing
+it loads).  The settings are imported only when the default socket has to be found.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from appliance.hw.night import OVERRIDES as NIGHT_MODES
-from appliance.ipc.client import DaemonNotRunning, request
+from appliance.ipc.client import DaemonNotRunning, request_sync
 from appliance.ipc.format import format_result, format_status
 from appliance.ipc.wire import KNOWN_COMMANDS, CommandError, ControlError
 from appliance.logsetup import escape_controls
+
+#: the words `ctl night` takes; `hw.night.OVERRIDES` is the daemon's copy (it imports asyncio,
+#: so ctl does not import it) and a unit test keeps the two equal
+NIGHT_MODES: tuple[str, ...] = ("on", "off", "auto")
 
 EXIT_OK = 0
 EXIT_ERROR_REPLY = 1
@@ -61,6 +65,65 @@ def ctl_main(argv: Sequence[str] | argparse.Namespace, socket_path: Path) -> int
     return run_ctl(args, socket_path)
 
 
+def ctl_command(
+    args: argparse.Namespace,
+    *,
+    env: Mapping[str, str] = os.environ,
+    stderr: TextIO | None = None,
+) -> int:
+    """`appliance ctl` from the main command line (its --config and --set included).
+
+    `ctl` needs nothing from the config but the socket path, so a config with a mistake
+    costs a warning here, not the owner's only way to see what the appliance is doing.
+    """
+    err = stderr or sys.stderr
+    if args.ctl_socket:
+        return run_ctl(args, Path(args.ctl_socket), stderr=err)
+    from appliance.settings.schema import ConfigError
+
+    def warn(text: str) -> None:
+        print(f"appliance ctl: warning: {escape_controls(text)}", file=err)
+
+    try:
+        path = default_socket_path(args.config, args.overrides, env=env, warn=warn)
+    except ConfigError as exc:  # the socket's directory cannot be trusted
+        print(f"appliance: {exc}", file=err)
+        return EXIT_UNREACHABLE
+    return run_ctl(args, path, stderr=err)
+
+
+def default_socket_path(
+    config: str | None,
+    overrides: Sequence[str],
+    *,
+    env: Mapping[str, str] = os.environ,
+    warn: Callable[[str], None],
+) -> Path:
+    """The socket the daemon with this config listens on, even when the config has a mistake.
+
+    The config loads as the daemon loads it; when it does not, `[control] socket` is taken
+    from wherever it is valid (see `salvage_socket_setting`) and `warn` hears one line
+    naming the mistake.  Raises ConfigError when the socket's directory is not safe to use.
+    """
+    from appliance.settings.loader import load_config
+    from appliance.settings.paths import (
+        control_socket_path_for,
+        salvage_socket_setting,
+        secure_control_socket_path,
+        secure_control_socket_path_for,
+    )
+    from appliance.settings.schema import ConfigError
+
+    try:
+        cfg = load_config(config, env=env, overrides=overrides)
+    except ConfigError as exc:
+        setting = salvage_socket_setting(config, overrides, env)
+        problem = " ".join(str(exc).split())
+        warn(f"the config has a mistake ({problem}); using control socket {control_socket_path_for(setting, env)}")
+        return secure_control_socket_path_for(setting, env)
+    return secure_control_socket_path(cfg, env)
+
+
 def run_ctl(
     args: argparse.Namespace,
     socket_path: Path,
@@ -79,7 +142,7 @@ def run_ctl(
         return EXIT_USAGE
     path = Path(args.ctl_socket) if args.ctl_socket else Path(socket_path)
     try:
-        reply = asyncio.run(request(path, cmd, **fields))
+        reply = request_sync(path, cmd, **fields)
     except DaemonNotRunning as exc:
         print(f"appliance ctl: {exc}", file=err)
         return EXIT_UNREACHABLE

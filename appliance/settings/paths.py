@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from appliance.settings.schema import ConfigError
 
 if TYPE_CHECKING:
+    from appliance.settings.fields import Spec
     from appliance.settings.schema import Config
 
 __all__ = [
     "RUNTIME_FALLBACK_PARENT",
     "control_socket_path",
+    "control_socket_path_for",
+    "salvage_socket_setting",
     "secure_control_socket_path",
+    "secure_control_socket_path_for",
     "state_dir",
 ]
 
@@ -44,8 +48,13 @@ def control_socket_path(cfg: Config, env: Mapping[str, str] = os.environ) -> Pat
 
     Only computes the path; `secure_control_socket_path` is what the daemon and `ctl` use.
     """
-    if cfg.control.socket:
-        return Path(cfg.control.socket).expanduser()
+    return control_socket_path_for(cfg.control.socket, env)
+
+
+def control_socket_path_for(setting: str, env: Mapping[str, str] = os.environ) -> Path:
+    """`control_socket_path` from the `[control] socket` value alone (for `ctl` without a config)."""
+    if setting:
+        return Path(setting).expanduser()
     runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
     if runtime:
         return Path(runtime) / "control.sock"
@@ -66,7 +75,12 @@ def secure_control_socket_path(cfg: Config, env: Mapping[str, str] = os.environ)
     `ctl` call this: the directory is created with mode 0700 when missing, and refused
     (ConfigError, one line) when it is a symlink, not ours, or open to group or others.
     """
-    path = control_socket_path(cfg, env)
+    return secure_control_socket_path_for(cfg.control.socket, env)
+
+
+def secure_control_socket_path_for(setting: str, env: Mapping[str, str] = os.environ) -> Path:
+    """`secure_control_socket_path` from the `[control] socket` value alone."""
+    path = control_socket_path_for(setting, env)
     fallback = _runtime_fallback_dir()
     if fallback in path.parents:
         _ensure_private_dir(fallback)
@@ -111,3 +125,65 @@ def _ensure_private_dir(directory: Path) -> None:
             f"control socket directory {directory} has mode {stat.S_IMODE(info.st_mode):04o}, open to other "
             f"users, so what is in it cannot be trusted; {fix}"
         )
+
+
+def salvage_socket_setting(
+    cli_path: str | None,
+    overrides: Sequence[str] = (),
+    env: Mapping[str, str] = os.environ,
+) -> str:
+    """`[control] socket` from a config that does not load as a whole ("" for the default).
+
+    `ctl` needs only this one value, so it takes it from the highest layer where it is
+    valid: `--set` (the last one first), then the environment, then the file (when that
+    parses as TOML); every other mistake is the loader's to report.  Imports the loader,
+    which a failed load has already paid for.
+    """
+    from appliance.settings.fields import convert_text, convert_typed, sections
+
+    spec = sections()["control"][1]["socket"]
+    candidates: list[tuple[Callable[[Spec, Any], Any], Any]] = []
+    for item in reversed(overrides):
+        name, sep, raw = item.partition("=")
+        if sep and name.strip() == spec.dotted:
+            candidates.append((convert_text, raw))
+    if spec.env_name in env:
+        candidates.append((convert_text, env[spec.env_name]))
+    table = _file_section(cli_path, env, spec.section)
+    if spec.name in table:
+        candidates.append((convert_typed, table[spec.name]))
+    for convert, raw in candidates:
+        value = _valid_setting(spec, convert, raw)
+        if value is not None:
+            return value
+    return ""
+
+
+def _valid_setting(spec: Spec, convert: Callable[[Spec, Any], Any], raw: Any) -> str | None:
+    """The value when it converts and passes the setting's own checks, else None."""
+    from appliance.settings.fields import constraint_problem
+
+    try:
+        value = convert(spec, raw)
+    except ValueError:
+        return None
+    value, problem = constraint_problem(spec, value)
+    return None if problem else value
+
+
+def _file_section(cli_path: str | None, env: Mapping[str, str], section: str) -> dict[str, Any]:
+    """One table of the config file, read as carefully as the loader reads it; {} when unreadable."""
+    import tomllib
+
+    from appliance.atomicfile import FileRefused, read_regular_file
+    from appliance.settings.loader import CONFIG_MAX_BYTES, find_config_path
+
+    try:
+        path = find_config_path(cli_path, env)
+        if path is None:
+            return {}
+        document = tomllib.loads(read_regular_file(path, CONFIG_MAX_BYTES).decode("utf-8"))
+    except (ConfigError, FileRefused, OSError, ValueError, RecursionError, MemoryError):
+        return {}
+    table = document.get(section)
+    return table if isinstance(table, dict) else {}

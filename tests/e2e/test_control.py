@@ -402,3 +402,29 @@ def test_appliance_ctl_command_line_end_to_end(sock_path: Path) -> None:
     pressed, stopped = run(scenario())
     assert (pressed.returncode, pressed.stdout) == (0, "press: ok (state listening)\n")
     assert stopped.returncode == 1 and "no alarm is ringing" in stopped.stderr
+
+
+def test_appliance_ctl_reaches_the_daemon_through_a_config_with_a_mistake(sock_path: Path, tmp_path: Path) -> None:
+    """The owner's typo elsewhere in the file must not hide the state: ctl warns, then asks."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIANCE_", "GEMINI_"))}
+    config = tmp_path / "config.toml"
+    config.write_text(f'[live]\nmodle = "gemini-live"\n\n[control]\nsocket = "{sock_path}"\n')
+    command = [sys.executable, "-m", "appliance", "--config", str(config), "ctl", "status"]
+
+    async def scenario() -> subprocess.CompletedProcess:
+        async with ControlServer(sock_path, StandInDaemon().handle):
+            return await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=60,
+                                           env=env, stdin=subprocess.DEVNULL)
+
+    result = run(scenario())
+    assert result.returncode == 0, result.stderr
+    assert "idle" in result.stdout and "connected" in result.stdout
+    assert result.stderr == (
+        f"appliance ctl: warning: the config has a mistake (unknown key live.modle in {config}; "
+        f"did you mean live.model?); using control socket {sock_path}\n"
+    )
+
+    # Only ctl is lenient: the daemon itself still refuses the file.
+    refused = subprocess.run([sys.executable, "-m", "appliance", "--config", str(config), "run"],
+                             capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+    assert refused.returncode == 2 and "unknown key live.modle" in refused.stderr

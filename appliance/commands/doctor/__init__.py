@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 from appliance.commands.doctor.machine import DoctorEnv
 from appliance.commands.doctor.report import failed, format_line, print_json, summary_line
-from appliance.commands.doctor.runner import CHECK_NAMES, quiet_logs, run_checks
+from appliance.commands.doctor.runner import quiet_logs, run_checks
+from appliance.commands.doctor_arguments import add_arguments
 from appliance.settings.schema import Config
 
 __all__ = ["add_arguments", "config_error_command", "doctor_command"]
@@ -22,13 +23,6 @@ __all__ = ["add_arguments", "config_error_command", "doctor_command"]
 _CONFIG_ADVICE = (
     "fix this in the config file (or wherever the value was set: environment or --set), then run doctor again"
 )
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true",
-                        help='print one JSON object {"ok": ..., "checks": [...]} instead of text')
-    parser.add_argument("--only", action="append", default=[], choices=CHECK_NAMES, metavar="CHECK",
-                        help=f"run only this check; repeatable ({', '.join(CHECK_NAMES)})")
 
 
 def config_error_command(

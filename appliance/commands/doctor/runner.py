@@ -21,6 +21,7 @@ from appliance.commands.doctor.machine import CheckContext, DoctorEnv
 from appliance.commands.doctor.network_checks import check_key_accepted, check_network
 from appliance.commands.doctor.report import Check, failed
 from appliance.commands.doctor.system_checks import check_clock, check_disk, check_power
+from appliance.commands.doctor_arguments import CHECK_NAMES
 from appliance.settings.keys import load_api_key
 from appliance.settings.schema import Config, ConfigError
 from appliance.settings.secrets import REDACTED, Secret
@@ -51,7 +52,7 @@ CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec("power", check_power, "vcgencmd hangs: reboot, then try again"),
     CheckSpec("disk", check_disk, "the disk does not answer: check the SD card and its mount"),
 )
-CHECK_NAMES: tuple[str, ...] = tuple(spec.name for spec in CHECKS)
+# CHECK_NAMES (the --only choices, in this order) is doctor_arguments'; a unit test keeps CHECKS in step.
 
 
 async def _run_one(spec: CheckSpec, ctx: CheckContext) -> Check:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 __all__ = ["FileRefused", "fsync_dir", "read_regular_file", "size_text", "write_atomic"]
@@ -28,6 +27,8 @@ def write_atomic(path: Path, data: str | bytes, *, mode: int | None = None) -> N
     """
     raw = data.encode("utf-8") if isinstance(data, str) else data
     path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile  # here, not at the top: `appliance ctl` reads files and never writes one
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         if mode is not None:

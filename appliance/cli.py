@@ -1,34 +1,60 @@
 """The `appliance` command.
 
 Subcommands import what they need when they run, so `demo`, `ask FILE` and
-`emulator` work on a machine without PortAudio or GPIO, and `ctl` (run by hand and
-by scripts, often on a slow Pi) starts without asyncio, numpy or websockets: every
-subcommand's arguments come from a module that imports only argparse.
+`emulator` work on a machine without PortAudio or GPIO.  `ctl` (run by hand and by
+scripts, often on a slow Pi) is parsed by a parser that knows only the global options
+and `ctl` itself, so it pays neither for the other subcommands' parsers nor for the
+config loader, logging, asyncio, numpy or websockets.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance import __version__
 
+if TYPE_CHECKING:
+    import argparse
+
+
+_DESCRIPTION = "Push-to-talk kitchen voice appliance for the Gemini Live API."
+
+
+def _value_options() -> dict[str, dict[str, Any]]:
+    """The options before the command that take a value, for both parsers and `command_word`."""
+    from appliance.settings.paths import DEFAULT_CONFIG_PATH, ENV_CONFIG_PATH
+
+    return {
+        "--config": {"metavar": "PATH", "help": f"TOML config file (default: ${ENV_CONFIG_PATH}, "
+                                                f"else {DEFAULT_CONFIG_PATH} if present)"},
+        "--set": {"dest": "overrides", "metavar": "SECTION.KEY=VALUE", "action": "append", "default": [],
+                  "help": "override one config value; repeatable"},
+        "--log-level": {"choices": ("debug", "info", "warning", "error"),
+                        "help": "log level (default: log.level from the config)"},
+    }
+
+
+def _add_global_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", action="version", version=f"appliance {__version__}")
+    for name, options in _value_options().items():
+        parser.add_argument(name, **options)
+
+
+def _add_ctl(sub: argparse._SubParsersAction) -> None:
+    from appliance.ipc.ctl import add_arguments, commands_summary
+
+    ctl = sub.add_parser("ctl", help=f"talk to the running appliance: {commands_summary()}")
+    add_arguments(ctl)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="appliance",
-        description="Push-to-talk kitchen voice appliance for the Gemini Live API.",
-    )
-    parser.add_argument("--version", action="version", version=f"appliance {__version__}")
-    parser.add_argument("--config", metavar="PATH", help="TOML config file (default: $APPLIANCE_CONFIG, "
-                        "else /etc/appliance/config.toml if present)")
-    parser.add_argument("--set", dest="overrides", metavar="SECTION.KEY=VALUE", action="append", default=[],
-                        help="override one config value; repeatable")
-    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
-                        help="log level (default: log.level from the config)")
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="appliance", description=_DESCRIPTION)
+    _add_global_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run one whole turn offline against the bundled emulator")
@@ -49,16 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="use this terminal instead of a GPIO button: space taps, Enter starts and ends a hold, "
                           "n starts a new conversation, q quits")
 
-    ctl = sub.add_parser("ctl", help="talk to the running appliance: status, press, release, tap, stop, "
-                                     "volume N, new-conversation, timers, night on|off|auto")
-    from appliance.ipc.ctl import add_arguments as add_ctl_arguments
-
-    add_ctl_arguments(ctl)
+    _add_ctl(sub)
 
     doctor = sub.add_parser("doctor", help="check everything the appliance needs, with what to do about each problem")
     from appliance.commands.doctor_arguments import add_arguments as add_doctor_arguments
 
     add_doctor_arguments(doctor)
+
+    config = sub.add_parser("config", help="show the effective settings, check the config file for every "
+                                           "mistake, or print a commented template")
+    from appliance.commands.config_arguments import add_arguments as add_config_arguments
+
+    add_config_arguments(config)
 
     sub.add_parser("devices", help="list microphones and speakers, the rates they open at, and which are configured")
     sub.add_parser("audio-test", help="check the microphone and speaker: noise floor, clipping, "
@@ -71,20 +99,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "ctl":
-        from appliance.ipc.ctl import ctl_command
+def build_ctl_only_parser() -> argparse.ArgumentParser:
+    """The global options and `ctl`: what `appliance ... ctl ...` is parsed with."""
+    import argparse
 
-        try:
-            return ctl_command(args)  # it needs only the socket path, even from a config with a mistake
-        except KeyboardInterrupt:
-            return 130
+    parser = argparse.ArgumentParser(prog="appliance", description=_DESCRIPTION)
+    _add_global_options(parser)
+    _add_ctl(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    return parser
+
+
+def command_word(argv: Sequence[str]) -> str | None:
+    """The subcommand in `argv`, found past the global options as argparse finds it.
+
+    None when an option is not one of the value-taking global options (`--help`,
+    `--version`, a typo): the whole parser then answers, as it would anyway.
+    """
+    value_options = list(_value_options())
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            return next(words, None)
+        if not word.startswith("-") or word == "-":
+            return word
+        name, has_value, _ = word.partition("=")
+        matches = [option for option in value_options if len(name) > 2 and option.startswith(name)]
+        if len(matches) != 1:
+            return None
+        if not has_value:
+            next(words, None)
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else list(argv)
+    if command_word(words) == "ctl":
+        from appliance.ipc.ctl import parse_quickly
+
+        quick = parse_quickly(words)  # None: argparse answers (help, a mistake, an abbreviation)
+        return _ctl(quick if quick is not None else build_ctl_only_parser().parse_args(words))
+    parser = build_parser()
+    args = parser.parse_args(words)
+    if args.command == "ctl":
+        return _ctl(args)
+    if args.command == "config":  # it reads the config itself: `check` is for one with mistakes
+        from appliance.commands.config_cmd import config_command
+
+        return config_command(args)
 
     from appliance.settings.loader import load_config
     from appliance.settings.paths import secure_control_socket_path
-    from appliance.settings.schema import ConfigError
+    from appliance.settings.errors import ConfigError
     from appliance.logsetup import setup_logging
 
     try:
@@ -122,13 +187,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             from appliance.app.daemon import run_command
 
-            return _run(run_command(cfg, keyboard=args.keyboard))
+            def reread() -> Any:  # a reload (SIGHUP) reads the config as this start did
+                return load_config(args.config, overrides=args.overrides)
+
+            return _run(run_command(cfg, keyboard=args.keyboard, load=reread))
         if args.command == "doctor":
             from appliance.commands.doctor import doctor_command
 
             return _run(doctor_command(cfg, args))
         if args.command == "devices":
-            return devices_command(cfg)
+            from appliance.audio.devices import devices_command
+
+            return devices_command(cfg.audio)
         if args.command == "audio-test":
             from appliance.commands.audio_test import audio_test_command
 
@@ -143,26 +213,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
+def _ctl(args: Any) -> int:
+    from appliance.ipc.ctl import ctl_command
+
+    try:
+        return ctl_command(args)  # it needs only the socket path, even from a config with a mistake
+    except KeyboardInterrupt:
+        return 130
+
+
 def _run(coro: Coroutine[Any, Any, int]) -> int:
     """asyncio.run, imported here so that `ctl` never pays for asyncio."""
     import asyncio
 
     return asyncio.run(coro)
-
-
-def devices_command(cfg) -> int:
-    try:
-        from appliance.audio.devices import devices_report, open_pyaudio
-
-        pa = open_pyaudio()
-    except ImportError:
-        print("appliance devices: PyAudio is not installed; run scripts/bootstrap.sh", file=sys.stderr)
-        return 2
-    try:
-        print(devices_report(pa, cfg.audio))
-    finally:
-        pa.terminate()
-    return 0
 
 
 if __name__ == "__main__":

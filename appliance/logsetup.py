@@ -6,20 +6,19 @@ library.  Everywhere else a timestamped line is friendlier.
 
 Log messages carry text from outside (transcripts, labels, close reasons), so every
 record is made one physical line before it is written: `OneLineFilter` escapes control
-characters repr-style, so a frame cannot forge a log line or send escape sequences to
-the terminal that shows the journal.  `quoted()` is the same escaping with quotes and a
-length bound, for call sites that put such text into a message.
+characters repr-style (`appliance.textsafe` owns the escaping), so a frame cannot forge a
+log line or send escape sequences to the terminal that shows the journal.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from typing import TextIO
 
 from appliance.settings.secrets import RedactingFilter
+from appliance.textsafe import escape_controls, escape_controls_keeping_newlines
 
 _SYSLOG_PRIORITY = {
     logging.DEBUG: 7,
@@ -28,61 +27,6 @@ _SYSLOG_PRIORITY = {
     logging.ERROR: 3,
     logging.CRITICAL: 2,
 }
-
-
-# C0 controls and DEL, C1 controls, surrogates (only lone ones can occur in a str), the
-# line and paragraph separators that str.splitlines() breaks on, and the bidi marks,
-# embeddings, overrides and isolates that can make a line read differently from its bytes.
-_OTHER_UNSAFE = r"\x7f-\x9f\ud800-\udfff\u2028\u2029\u200e\u200f\u061c\u202a-\u202e\u2066-\u2069"
-_UNSAFE = re.compile(rf"[\x00-\x1f{_OTHER_UNSAFE}]")
-_UNSAFE_BUT_NEWLINE = re.compile(rf"[\x00-\x09\x0b-\x1f{_OTHER_UNSAFE}]")
-_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape_char(char: str) -> str:
-    """The repr-style escape of one character: \\n, \\x1b, \\u202e, \\ud800."""
-    short = _SHORT_ESCAPES.get(char)
-    if short is not None:
-        return short
-    code = ord(char)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
-
-
-def escape_controls(text: str) -> str:
-    """`text` with every control, lone surrogate and bidi override escaped, so it stays one line.
-
-    Backslashes are left alone: ordinary messages (paths, regexes) read as before, at the
-    price that a literal backslash-n in the text looks like an escaped newline.
-    """
-    return _UNSAFE.sub(lambda match: _escape_char(match.group()), text)
-
-
-def quoted(text: object, limit: int = 200) -> str:
-    """A quoted, escaped, bounded rendering of untrusted text for a log message or an error.
-
-    Like repr() of a str (quotes, backslashes and controls escaped), but at most about
-    `limit` characters of escaped text; a longer one ends in "..." and says how long it was.
-    """
-    text = text if isinstance(text, str) else str(text)
-    budget = max(limit, 1)
-    out: list[str] = []
-    used = 0
-    for char in text:
-        if char == "\\" or char == "'":
-            piece = "\\" + char
-        elif not char.isprintable():  # every character _UNSAFE matches, and the rest repr() escapes
-            piece = _escape_char(char)
-        else:
-            piece = char
-        if used + len(piece) > budget:
-            return "'" + "".join(out) + f"'... ({len(text)} chars)"
-        out.append(piece)
-        used += len(piece)
-    return "'" + "".join(out) + "'"
 
 
 class OneLineFilter(logging.Filter):
@@ -105,14 +49,10 @@ class OneLineFilter(logging.Filter):
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = _escape_keeping_newlines(record.exc_text)
+            record.exc_text = escape_controls_keeping_newlines(record.exc_text)
         if record.stack_info:
-            record.stack_info = _escape_keeping_newlines(record.stack_info)
+            record.stack_info = escape_controls_keeping_newlines(record.stack_info)
         return True
-
-
-def _escape_keeping_newlines(text: str) -> str:
-    return _UNSAFE_BUT_NEWLINE.sub(lambda match: _escape_char(match.group()), text)
 
 
 class JournalFormatter(logging.Formatter):

@@ -58,7 +58,11 @@ the API key in $KEY_FILE (mode 0600, read only by systemd).
   --non-interactive     never ask; a missing key is reported, not asked for
   --root DIR            lay the files into a mounted image root (DIR/boot/firmware is the
                         boot partition): no apt, pip or systemctl; the unit is enabled by
-                        symlink and a first-boot unit builds the venv on the Pi itself
+                        symlink and a first-boot unit builds the venv on the Pi itself.
+                        Without sudo it works on a tree you can write to (one you built or
+                        unpacked yourself): the files it writes stay yours instead of going
+                        to root and to '$SERVICE_USER' (no chown), and the first boot on the
+                        Pi gives them their owners. Everything else needs root.
   --source DIR          the appliance source to install (default: this script's checkout)
   --skip-deps           no apt and no pip (tests; or a venv you built yourself);
                         the environment variable APPLIANCE_SKIP_DEPS=1 does the same
@@ -141,12 +145,21 @@ parse_args() {
 SERVICE_UID=""
 SERVICE_GID=""
 
+# 1 when a normal user lays out a tree of their own (--root without sudo): only root may
+# give files away, so they keep that user as owner until the Pi's first boot.
+KEEP_OWNERS=0
+
+# chown, except for a normal user's tree (see KEEP_OWNERS).
+set_owner() {
+    [ "$KEEP_OWNERS" = 1 ] || chown "$@"
+}
+
 # Put $1's content at $2 with mode $3 and owner $4:$5, touching nothing that is already right.
 install_file() {
     local src=$1 dest=$2 mode=$3 owner=$4 group=$5
     if [ -f "$dest" ] && [ ! -L "$dest" ] && cmp -s "$src" "$dest"; then
         chmod "$mode" "$dest"
-        chown "$owner:$group" "$dest"
+        set_owner "$owner:$group" "$dest"
         return 0
     fi
     mkdir -p "$(dirname "$dest")"
@@ -154,7 +167,7 @@ install_file() {
     tmp=$(mktemp "$(dirname "$dest")/.install.XXXXXX")
     cat "$src" >"$tmp"
     chmod "$mode" "$tmp"
-    chown "$owner:$group" "$tmp"
+    set_owner "$owner:$group" "$tmp"
     mv -f "$tmp" "$dest"
 }
 
@@ -172,7 +185,7 @@ ensure_dir() {
     local dir=$1 mode=$2 owner=$3 group=$4
     mkdir -p "$dir"
     chmod "$mode" "$dir"
-    chown "$owner:$group" "$dir"
+    set_owner "$owner:$group" "$dir"
 }
 
 ensure_symlink() {
@@ -195,9 +208,33 @@ remove_path() {
 
 T=""   # the target root prefix: "" or the --root directory
 
+# The nearest existing directory at or above $1.
+existing_parent() {
+    local dir=$1
+    while [ ! -e "$dir" ] && [ "$dir" != / ]; do
+        dir=$(dirname "$dir")
+    done
+    printf '%s\n' "$dir"
+}
+
+# Everything a --root run writes must be writable by whoever runs it; say which is not.
+check_root_writable() {
+    local path where
+    for path in "$T$ETC_DIR" "$T$STATE_DIR" "$T$OPT_DIR" "$T$WANTS_DIR" "$(dirname "$T$CLI_LINK")" \
+                "$T/etc/passwd" "$T/etc/group" "$T/etc/shadow" "$T/etc/gshadow" "$(boot_config_path)"; do
+        where=$(existing_parent "$path")
+        [ -w "$where" ] && continue
+        die "--root $ROOT: ${where#"$T"} is not writable by $(id -un); run with sudo, or use a tree you own"
+    done
+}
+
 resolve_paths() {
     if [ "$(id -u)" -ne 0 ]; then
-        die "run as root: sudo $0 $*"
+        # A tree of one's own needs no root; this machine and --firstboot do.
+        if [ -z "$ROOT" ] || [ "$FIRSTBOOT" = 1 ]; then
+            die "run as root: sudo $0 $*"
+        fi
+        KEEP_OWNERS=1
     fi
     if [ -n "$ROOT" ]; then
         ROOT=${ROOT%/}
@@ -207,6 +244,7 @@ resolve_paths() {
         [ "$ROOT" != / ] || die "--root / is this machine; leave out --root instead"
         T=$ROOT
         DEFER_DEPS=1
+        check_root_writable
     fi
     if [ "$FIRSTBOOT" = 1 ]; then
         DEFER_DEPS=0
@@ -304,6 +342,21 @@ preset_i2s_s32() {
     )
 }
 
+# The HATs' APA102/DotStar LEDs: three on hardware SPI0 (data and clock pins -1) or on the
+# given data and clock pins, bit-banged.  Every strip key is written, so switching HATs leaves
+# no pins of the last one behind.
+preset_apa102_leds() {
+    local data=$1 clock=$2
+    HAT_SETTINGS+=(
+        'leds kind "apa102"'
+        'leds count 3'
+        'leds spi_bus 0'
+        'leds spi_device 1'
+        "leds data_pin $data"
+        "leds clock_pin $clock"
+    )
+}
+
 load_hat_preset() {
     local hat=$1 revision
     HAT_BOOT=() HAT_SETTINGS=() HAT_APT=() HAT_NOTES=()
@@ -325,8 +378,9 @@ load_hat_preset() {
             HAT_TITLE="ReSpeaker 2-Mics Pi HAT v1 (WM8960)"
             HAT_BOOT=(dtparam=i2s=on dtparam=spi=on dtoverlay=wm8960-soundcard)
             preset_wm8960
-            HAT_SETTINGS+=('button enabled true' 'button pin 17' 'leds kind "none"')
-            HAT_NOTES+=("the HAT's three APA102 LEDs are not driven yet: leds.kind stays none")
+            HAT_SETTINGS+=('button enabled true' 'button pin 17')
+            preset_apa102_leds -1 -1
+            HAT_NOTES+=("the HAT's three APA102 LEDs show the state over SPI0 (/dev/spidev0.1; dtparam=spi=on is in config.txt): leds.kind = apa102, leds.colors changes their colours")
             ;;
         respeaker-2mic-v2)
             HAT_TITLE="ReSpeaker 2-Mics Pi HAT v2.0 (TLV320AIC3104)"
@@ -339,10 +393,11 @@ load_hat_preset() {
                 'audio input_channels 2'
                 'audio input_format "auto"'
                 'audio output_rate 48000'
-                'button enabled true' 'button pin 17' 'leds kind "none"'
+                'button enabled true' 'button pin 17'
             )
+            preset_apa102_leds -1 -1
             HAT_APT=(device-tree-compiler)
-            HAT_NOTES+=("the HAT's three APA102 LEDs are not driven yet: leds.kind stays none")
+            HAT_NOTES+=("the HAT's three APA102 LEDs show the state over SPI0 (/dev/spidev0.1; dtparam=spi=on is in config.txt): leds.kind = apa102, leds.colors changes their colours")
             ;;
         voicehat)
             HAT_TITLE="Google AIY Voice HAT"
@@ -355,8 +410,9 @@ load_hat_preset() {
             HAT_TITLE="Adafruit Voice Bonnet (WM8960)"
             HAT_BOOT=(dtparam=i2s=on dtoverlay=wm8960-soundcard)
             preset_wm8960
-            HAT_SETTINGS+=('button enabled true' 'button pin 17' 'leds kind "none"')
-            HAT_NOTES+=("the bonnet's DotStar LEDs (GPIO5/6) are not driven yet: leds.kind stays none")
+            HAT_SETTINGS+=('button enabled true' 'button pin 17')
+            preset_apa102_leds 5 6
+            HAT_NOTES+=("the bonnet's three DotStar LEDs show the state, bit-banged on GPIO5 (data) and GPIO6 (clock), no SPI needed: leds.kind = apa102; gpiozero also drives GPIO7 as their unused chip select, so keep it free")
             ;;
         usb)
             HAT_TITLE="USB microphone and speaker"
@@ -467,7 +523,11 @@ build_venv() {
 sync_source() {
     local dest=$T$SRC_COPY
     if [ "$(cd "$dest" 2>/dev/null && pwd -P)" = "$SOURCE" ]; then
-        return 0          # running from the installed copy (first boot)
+        # Running from the installed copy (first boot): a --root run without sudo left it
+        # owned by whoever made the image, and root runs this code.
+        set_owner 0:0 "$T$OPT_DIR"
+        set_owner -R 0:0 "$dest"
+        return 0
     fi
     ensure_dir "$T$OPT_DIR" 0755 0 0
     ensure_dir "$dest" 0755 0 0
@@ -494,7 +554,7 @@ sync_source() {
     find "$dest" -mindepth 1 -type d -empty -delete
     # Modes by kind, whatever the source's file system says (FAT has none): the scripts
     # are executable, everything else is plain data.
-    chown -R 0:0 "$dest"
+    set_owner -R 0:0 "$dest"
     find "$dest" -type f -exec chmod 0644 {} +
     if [ -d "$dest/scripts" ]; then
         find "$dest/scripts" -type f -name '*.sh' -exec chmod 0755 {} +
@@ -545,7 +605,7 @@ add_member() {
     else
         tmp=$file.appliance-new
         chmod --reference="$file" "$tmp"
-        chown --reference="$file" "$tmp"
+        set_owner --reference="$file" "$tmp"
         mv -f "$tmp" "$file"
     fi
 }
@@ -666,7 +726,7 @@ import os, re, sys, tempfile
 if sys.version_info < (3, 11):
     sys.exit("Python %s is too old to write the config; set PYTHON to Python 3.11 or newer" % sys.version.split()[0])
 from appliance.settings.loader import load_config
-from appliance.settings.schema import ConfigError
+from appliance.settings.errors import ConfigError
 from appliance.settings.template import config_template
 
 HEADER = re.compile(r"^\s*\[([^\]]*)\]\s*(#.*)?$")
@@ -732,6 +792,8 @@ write_config() {
     local dest=$T$CONFIG
     if [ -f "$dest" ] && [ -z "$HAT" ]; then
         say "keeping ${CONFIG} as it is"
+        # an image laid out without sudo left it owned by its maker
+        [ "$FIRSTBOOT" = 0 ] || set_owner 0:0 "$dest"
         return 0
     fi
     local work problem rc=0
@@ -763,7 +825,7 @@ write_key() {
         fi
     elif [ -s "$dest" ]; then
         chmod 0600 "$dest"
-        chown 0:0 "$dest"
+        set_owner 0:0 "$dest"
         KEY_PRESENT=1
         return 0
     elif [ "$NON_INTERACTIVE" = 0 ] && [ -t 0 ]; then
@@ -943,7 +1005,7 @@ remove_user_from_image() {
         [ -f "$T/etc/$file" ] || continue
         awk -F: -v n="$SERVICE_USER" '$1 != n' "$T/etc/$file" >"$T/etc/$file.appliance-new"
         chmod --reference="$T/etc/$file" "$T/etc/$file.appliance-new"
-        chown --reference="$T/etc/$file" "$T/etc/$file.appliance-new"
+        set_owner --reference="$T/etc/$file" "$T/etc/$file.appliance-new"
         mv -f "$T/etc/$file.appliance-new" "$T/etc/$file"
     done
     for file in group gshadow; do
@@ -957,7 +1019,7 @@ remove_user_from_image() {
                 $4 = out; print
             }' "$T/etc/$file" >"$T/etc/$file.appliance-new"
         chmod --reference="$T/etc/$file" "$T/etc/$file.appliance-new"
-        chown --reference="$T/etc/$file" "$T/etc/$file.appliance-new"
+        set_owner --reference="$T/etc/$file" "$T/etc/$file.appliance-new"
         mv -f "$T/etc/$file.appliance-new" "$T/etc/$file"
     done
 }
@@ -1011,6 +1073,11 @@ EOF
     (Or build the venv now in a chroot of the image, with qemu-user-static on a PC:
      chroot $T $SRC_COPY/scripts/install.sh --non-interactive --no-start)
 EOF
+        fi
+        if [ "$KEEP_OWNERS" = 1 ]; then
+            printf '  - Laid out without sudo: what was written belongs to %s (uid %s), not to root and\n' \
+                "$(id -un)" "$(id -u)"
+            printf '    %s; the first boot sets the owners (or run this again with sudo).\n' "$SERVICE_USER"
         fi
         printf '  - Then, on the Pi: sudo appliance doctor\n'
         if [ "$KEY_PRESENT" = 0 ]; then

@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh test
+printf 'test.sh: running the tests (a few minutes; tests/unit alone takes seconds)\n' >&2
 exec .venv/bin/python -m pytest "$@"

@@ -76,6 +76,25 @@ def pulse_available() -> bool:
     ).exists() or any(Path("/usr/lib").glob("*/alsa-lib/libasound_module_pcm_pulse.so"))
 
 
+def _close_quietly(pipe) -> None:
+    """Close our end of a child's stdin now, not at garbage collection: a flush into a
+    child that is gone raises BrokenPipeError, and in a finaliser that becomes an
+    unraisable exception that fails whichever test happens to be running."""
+    if pipe is None:
+        return
+    try:
+        pipe.close()
+    except (BrokenPipeError, OSError):
+        pass  # the child is gone; what it did not read no longer matters
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """All of `data` to a blocking pipe (a signal can cut a write short)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 #: With hotplug=True: ALSA devices that reach only the speaker sink, and only the mic sink's monitor.
 SPEAKER_PCM = "rig-speaker"
 MIC_PCM = "rig-mic"
@@ -97,6 +116,7 @@ class PulseRig:
         self._loopback = speaker_heard_by_mic
         self._server: subprocess.Popen | None = None
         self._feeder: subprocess.Popen | None = None
+        self._pump: threading.Thread | None = None
         self._recorder: subprocess.Popen | None = None
         #: sink-bound ALSA devices and the CLI socket that unplug() kills streams through
         self._hotplug = hotplug
@@ -167,25 +187,41 @@ class PulseRig:
     def _feed_silence_forever(self) -> None:
         """A monitor source carries data only while its sink plays: keep the mic fed with room noise."""
         rate, channels, _ = self._mic
+        # unbuffered: every byte is in the pipe or not written, none waits in a Python buffer
         self._feeder = subprocess.Popen(
             ["pacat", "--playback", "-d", "mic", "--rate", str(rate), "--channels", str(channels),
              "--format", "s16le", "--raw"],
-            stdin=subprocess.PIPE, env={**os.environ, **self.env()}, stdout=subprocess.DEVNULL,
+            stdin=subprocess.PIPE, bufsize=0, env={**os.environ, **self.env()}, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         # a real microphone is never digitally silent: about -66 dBFS of room noise
         noise = np.random.default_rng(0).normal(0, 16, rate // 50 * channels)
         chunk = noise.astype("<i2").tobytes()
         feeder = self._feeder
+        fd = feeder.stdin.fileno()
 
         def pump() -> None:
             try:
                 while feeder.poll() is None:
-                    feeder.stdin.write(chunk)  # blocks: pacat is paced by the sink
-            except (BrokenPipeError, OSError, ValueError):
+                    _write_all(fd, chunk)  # blocks: pacat is paced by the sink
+            except OSError:  # BrokenPipeError: pacat was stopped
                 pass
 
-        threading.Thread(target=pump, daemon=True, name="mic-silence").start()
+        self._pump = threading.Thread(target=pump, daemon=True, name="mic-silence")
+        self._pump.start()
+
+    def _stop_feeder(self) -> None:
+        """Kill the room noise and reap it; then its pipe is closed while nobody writes to it."""
+        if self._feeder is None:
+            return
+        if self._feeder.poll() is None:
+            self._feeder.kill()
+        self._feeder.wait(timeout=5)
+        if self._pump is not None:
+            self._pump.join(timeout=5)  # its write fails at once: the reader is gone
+            assert not self._pump.is_alive(), "the room-noise thread did not stop"
+        _close_quietly(self._feeder.stdin)
+        self._feeder = self._pump = None
 
     # -- hotplug (hotplug=True)
     @property
@@ -228,9 +264,7 @@ class PulseRig:
         if "mic" not in self._unplugged:
             self._pactl("set-default-source", "mic.monitor")
         if sink == "mic":
-            if self._feeder is not None and self._feeder.poll() is None:
-                self._feeder.kill()
-                self._feeder.wait(timeout=5)
+            self._stop_feeder()
             self._feed_silence_forever()
 
     def restore(self) -> None:
@@ -277,10 +311,10 @@ class PulseRig:
         return probe.returncode == 0
 
     def stop(self) -> None:
-        for proc in (self._recorder, self._feeder):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=5)
+        self._stop_feeder()
+        if self._recorder is not None and self._recorder.poll() is None:
+            self._recorder.kill()
+            self._recorder.wait(timeout=5)
         if self._server is not None and self._server.poll() is None:
             os.killpg(self._server.pid, signal.SIGTERM)
             try:
@@ -297,8 +331,10 @@ class PulseRig:
             ["pacat", "--playback", "-d", "mic", "--rate", str(rate), "--channels", "1", "--format", "s16le", "--raw"],
             stdin=subprocess.PIPE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        proc.stdin.write(pcm16)
-        proc.stdin.close()
+        try:
+            proc.stdin.write(pcm16)  # a pacat that died says so here
+        finally:
+            _close_quietly(proc.stdin)
         return proc
 
     def start_recording_speaker(self, path: Path, rate: int = 48000) -> None:

@@ -20,15 +20,20 @@ class Ringing(Protocol):
     @property
     def any_ringing(self) -> bool: ...
 
+    @property
+    def alarm_level(self) -> int: ...
+
     def stop_ringing(self) -> list[Any]: ...
 
 
 class Chime(Protocol):
-    def play_earcon(self, name: str) -> bool: ...
+    def play_alarm(self, level: int, since_s: float) -> bool: ...
 
 
 class AlarmBell:
-    """Plays the alarm earcon every `interval_s` while any timer rings.
+    """Plays a ring of the alarm every `interval_s` while any timer rings, at the timers' alarm level.
+
+    Each ring says how long ringing has gone on, so the speaker can start soft and rise.
 
     One ringing task at most; it is owned here (kept, cancelled at close, a fault in it
     logged) and calls `on_quiet` when the last timer stops by itself.
@@ -75,8 +80,10 @@ class AlarmBell:
             pass
 
     async def _ring(self) -> None:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         while self.timers.any_ringing:
-            self._speaker.play_earcon("alarm")
+            self._speaker.play_alarm(self.timers.alarm_level, loop.time() - began)
             await asyncio.sleep(self._interval_s)  # the alarm's rhythm
         self._on_quiet()
 

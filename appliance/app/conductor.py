@@ -36,6 +36,8 @@ from appliance.live.connection import LiveSession
 from appliance.live.link import LinkChanged, LinkState
 from appliance.app.alarms import AlarmBell, Ringing
 from appliance.app.replies import OUTCOME_TEXT, Reply, TurnMetrics
+from appliance.app.transcript import MAX_LINE_CHARS, TranscriptLine, Transcripts
+from appliance.textsafe import quoted
 from appliance.app.turntaking import Mode, TurnReport, Uplink
 
 log = logging.getLogger(__name__)
@@ -101,8 +103,9 @@ class Conductor:
     cancel_tools: Callable[[list[str]], list[str]] | None = None
     #: every state change, for the demo's timeline and tests: (state, reason)
     on_state: Callable[[State, str], None] | None = None
-    #: transcript fragments as they come: ("user" | "reply", text); never logged unless allowed
-    on_transcript: Callable[[str, str], None] | None = None
+    #: what was said, one whole line per speaker per turn (see app.transcript); the text is the
+    #: service's, unescaped; never logged unless privacy.log_transcripts
+    on_transcript: Callable[[TranscriptLine], None] | None = None
 
     state: State = State.CONNECTING
     last_error: str = ""
@@ -118,13 +121,15 @@ class Conductor:
         self._finished: deque[int] = deque(maxlen=FINISHED_TURNS)
         #: turns the session ended before the uplink's report about them arrived
         self._ended_early: dict[int, TurnEnded] = {}
+        self._transcripts = Transcripts()
         #: a reason the appliance cannot talk at all (no API key); None when it can
         self._fatal: str | None = None
         #: devices that are gone: "microphone", "speaker"
         self.missing: set[str] = set()
         #: rings finished timers (None without a timer service)
-        self.bell = (None if self.alarms is None else
-                      AlarmBell(self.alarms, self.speaker, self.cfg.timers.ring_interval_s, self.alarms_changed))
+        self.bell = self._make_bell()
+        #: what to do at the next idle moment before a new conversation (new session settings), and why
+        self._switch: tuple[Callable[[], None], str] | None = None
         self._changed = asyncio.Event()
         #: (sequence number, state, reason) of recent transitions, for the demo and tests
         self.history: deque[tuple[int, State, str]] = deque(maxlen=200)
@@ -175,6 +180,38 @@ class Conductor:
             except (asyncio.CancelledError, Exception):
                 pass
         self._tasks = []
+
+    # ------------------------------------------------------------------ settings
+
+    def use_settings(self, cfg: Config) -> None:
+        """New settings that apply as they are read (a reload): whether transcripts are logged at
+        once, the alarm's rhythm from the next alarm on."""
+        self.cfg = cfg
+
+    def new_conversation_when_idle(self, prepare: Callable[[], None] | None, reason: str = "") -> None:
+        """At the next idle moment (never during a turn, a reply or an alarm) call `prepare`, then
+        start a new conversation; a later call replaces this one, None cancels it."""
+        self._switch = None if prepare is None else (prepare, reason)
+        self._maybe_switch()
+
+    @property
+    def switch_pending(self) -> bool:
+        return self._switch is not None
+
+    def _maybe_switch(self) -> None:
+        if self._switch is None or self._busy or self._reply is not None:
+            return
+        if self.uplink.listening or self.session.busy:
+            return
+        (prepare, reason), self._switch = self._switch, None
+        prepare()
+        self._begin_new_conversation(reason)
+
+    def _make_bell(self) -> AlarmBell | None:
+        self._bell_interval = self.cfg.timers.ring_interval_s
+        if self.alarms is None:
+            return None
+        return AlarmBell(self.alarms, self.speaker, self._bell_interval, self.alarms_changed)
 
     # ------------------------------------------------------------------ state
 
@@ -249,6 +286,7 @@ class Conductor:
             self._set(State.ALARM, reason)
         else:
             self._set(self._rest_state(), reason)
+            self._maybe_switch()
 
     @property
     def _busy(self) -> bool:
@@ -282,6 +320,8 @@ class Conductor:
         """A timer finished: ring here, whether or not the session is up."""
         label = getattr(timer, "label", "") or "a timer"
         self._set(State.ALARM, f"timer {label} finished")
+        if self.bell is not None and not self.bell.sounding and self._bell_interval != self.cfg.timers.ring_interval_s:
+            self.bell = self._make_bell()  # a reload changed the rhythm
         if self.bell is not None:
             self.bell.ring()
 
@@ -374,14 +414,20 @@ class Conductor:
         self.new_conversation("long hold")
 
     def new_conversation(self, reason: str) -> None:
+        """The owner asked for one (a long hold, `ctl new-conversation`): what was playing stops."""
         self.speaker.flush()
         self._finish_reply("new conversation")
+        if self._begin_new_conversation(reason):
+            self.speaker.play_earcon("listen_end")
+
+    def _begin_new_conversation(self, reason: str) -> bool:
+        """Forget the conversation; False when there is no session to start one on."""
         if self._fatal is not None:
             self._settle(f"new conversation ({reason})")
-            return
+            return False
         self.session.new_conversation()
-        self.speaker.play_earcon("listen_end")
         self._set(State.CONNECTING, f"new conversation ({reason})")
+        return True
 
     def stop(self) -> None:
         """Stop whatever is playing or ringing (`appliance ctl stop`)."""
@@ -438,6 +484,7 @@ class Conductor:
             event = await self.session.next_event()
             try:
                 await self._on_session_event(event)
+                self._maybe_switch()  # the turn that held back new settings may have just ended
             except Exception:  # one bad event must not stop the appliance
                 log.exception("failed to handle %r", event)
 
@@ -464,10 +511,16 @@ class Conductor:
                 self.speaker.flush()
         elif isinstance(event, (p.InputTranscript, p.OutputTranscript)):
             who = "user" if isinstance(event, p.InputTranscript) else "reply"
+            self._said(self._transcripts.add(turn, who, event.text))
+
+    def _said(self, lines: list[TranscriptLine]) -> None:
+        """Whole transcript lines: to whoever listens, and to the journal only if the owner allowed it."""
+        for line in lines:
             if self.on_transcript is not None:
-                self.on_transcript(who, event.text)
+                self.on_transcript(line)
             if self.cfg.privacy.log_transcripts:
-                log.info("%s: %s", who, event.text)
+                log.info("%s: %s%s", "heard" if line.who == "user" else "answered", quoted(line.text, MAX_LINE_CHARS),
+                         " (cut short)" if line.interrupted else "")
 
     def _on_link(self, event: LinkChanged) -> None:
         if event.state is LinkState.ERROR:
@@ -506,6 +559,7 @@ class Conductor:
         self.speaker.feed(event.pcm)
 
     def _on_turn_ended(self, event: TurnEnded) -> None:
+        self._said(self._transcripts.end_turn(event.turn, interrupted=event.outcome is not Outcome.COMPLETE))
         if event.turn in self._finished or event.outcome is Outcome.EMPTY:
             return
         reply = self._reply
@@ -592,6 +646,8 @@ class Conductor:
             return
         if reply.turn is not None:
             self._finished.append(reply.turn)
+            # a cut reply's turn may never end on the wire: what it said so far is still shown
+            self._said(self._transcripts.end_turn(reply.turn, interrupted=not reply.complete))
         if reply.first_audio_at is not None:
             reply.metrics.reply_ms = (self.clock() - reply.first_audio_at) * 1000
         reply.metrics.underruns = self.speaker.underruns - reply.underruns_at_start
@@ -608,9 +664,14 @@ class Conductor:
     def status(self) -> dict[str, Any]:
         now = self.clock()
         session = self.session
+        live = self.cfg.live
         return {
             "state": self.state.value,
             "connection": "not connecting" if self._fatal is not None else session.state.value,
+            # what this conversation was set up with (new ones from a reload wait for the next)
+            "model": live.model,
+            "voice": live.voice,
+            "language": live.language or None,
             "session_age_s": None if session.conversation_started_at is None
             else round(now - session.conversation_started_at, 1),
             "connection_age_s": None if session.connected_at is None else round(now - session.connected_at, 1),

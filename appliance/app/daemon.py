@@ -7,6 +7,11 @@ GPIO are up (the session may still be connecting), STATUS with the state, the
 watchdog only while the event loop, both audio callbacks and every long-lived task
 are alive, STOPPING on the way out.  SIGTERM ends it within two seconds.
 
+SIGHUP (`systemctl reload appliance`) reads the config again, from where it came at the start;
+`reload` says which change applies when (at once, in a new conversation at the next idle
+moment, or only after a restart), and a config with a mistake is refused with the running
+settings kept.
+
 Every long-lived task is adopted by a `Supervisor`: one that dies is logged with
 its traceback and the daemon exits 1, so systemd restarts it.  A missing API key
 is not a reason to exit (systemd would only restart into the same state): the
@@ -22,8 +27,10 @@ import sys
 from contextlib import AsyncExitStack
 from typing import Any, Callable
 
+from appliance.console import print_now
 from appliance.ipc import sdnotify
-from appliance.live.from_config import session_from_config
+from appliance.live.from_config import session_from_config, session_settings, use_for_next_session
+from appliance.app.reload import Plan, diff, load_like
 from appliance.app.supervisor import Supervisor
 from appliance.hw.button import ButtonError
 from appliance.hw.gestures import Gesture
@@ -31,14 +38,17 @@ from appliance.app.conductor import Conductor, State
 from appliance.live.endpoint import InsecureEndpointError, check_endpoint, endpoint_url
 from appliance.settings.keys import load_api_key
 from appliance.settings.paths import control_socket_path, secure_control_socket_path, state_dir
-from appliance.settings.schema import Config, ConfigError
+from appliance.settings.errors import ConfigError
+from appliance.settings.schema import Config
 from appliance.ipc.server import ControlServer
 from appliance.ipc.wire import ControlError
 from appliance.hw.leds import LedsError, build_leds
 from appliance.hw.night import NightError, NightLights, NightMode, NightWindow
 from appliance.netutil import is_loopback_host
 from appliance.settings.secrets import NO_API_KEY, Secret, install_redaction
+from appliance.app.transcript import TranscriptLine
 from appliance.app.turntaking import Uplink
+from appliance.textsafe import escape_controls
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +82,12 @@ class Daemon:
     """Everything `appliance run` owns; `run()` returns the exit code."""
 
     def __init__(self, cfg: Config, *, keyboard: bool = False, pin_factory: Any = None,
-                 printer: Callable[[str], None] = print, audio_host: Any = None) -> None:
+                 printer: Callable[[str], None] = print_now, audio_host: Any = None,
+                 load: Callable[[], Config] | None = None) -> None:
+        #: the settings in force (a reload changes it; see `reload`)
         self.cfg = cfg
+        #: reads the config again for a reload (default: as `cfg` was read)
+        self.load = load or load_like(cfg)
         #: a PortAudioHost to use instead of the system's (the soak's virtual card); not closed here
         self.audio_host = audio_host
         self._early_absence: dict[str, str] = {}
@@ -89,6 +103,10 @@ class Daemon:
         self._virtual_button: Any = None
         self.timers: Any = None
         self.night: NightLights | None = None
+        self.leds: Any = None
+        self.session: Any = None
+        self.tools: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.supervisor = Supervisor()
 
     def request_stop(self) -> None:
@@ -142,46 +160,37 @@ class Daemon:
         await self.player.start_async(allow_missing=True)
         stack.push_async_callback(self.player.close_async)
         from appliance.tools.catalog import registry_for
-        from appliance.tools.registry import ToolContext
         from appliance.timers.service import TimerService, TimerStore
 
         self.timers = TimerService(
             TimerStore.in_dir(state_dir(self.cfg)), self.cfg.timers, loop,
             on_ring=self._timer_rang, on_change=self._timers_changed,
         )
-        tools = registry_for(self.cfg, ToolContext.from_config(
-            self.cfg, timers=self.timers, get_volume=lambda: self.player.volume,
-            set_volume=self.player.set_volume,
-        ))
-        session = session_from_config(
-            self.cfg, key, functions=tools.declarations(), google_search=self.cfg.tools.google_search
+        self._loop = loop
+        self.tools = registry_for(self.cfg, self._tool_context(self.cfg))
+        session = self.session = session_from_config(
+            self.cfg, key, functions=self.tools.declarations(), google_search=self.cfg.tools.google_search
         )
         stack.push_async_callback(session.close)
         uplink = Uplink(session, self.cfg.audio, self.cfg.vad)
         try:
-            leds = build_leds(self.cfg.leds, pin_factory=self.pin_factory)
+            leds = self.leds = build_leds(self.cfg.leds, pin_factory=self.pin_factory)
         except LedsError as exc:
             raise DaemonError(str(exc)) from None
         stack.callback(leds.close)
         try:
-            window = NightWindow.parse(self.cfg.leds.night)
+            # before the first pattern, so a start at night never flashes at full brightness
+            self.night = self._night_lights(self.cfg, override=None)
         except NightError as exc:  # load_config checks it; a Config built in code may not be
             raise DaemonError(f"leds.night: {exc}") from None
-        # before the first pattern, so a start at night never flashes at full brightness
-        self.night = NightLights(
-            NightMode(window), leds, loop,
-            day_cap=self.cfg.leds.max_brightness,
-            # night never brightens a box the owner already dimmed
-            night_cap=min(self.cfg.leds.night_brightness, self.cfg.leds.max_brightness),
-        )
         self.night.start()
-        stack.callback(self.night.close)
+        stack.callback(self._close_night)
 
         async def answer(call: Any) -> Any:
-            return tools.handle(call)
+            return self.tools.handle(call)  # the tools of this conversation (a reload may bring new ones)
 
         conductor = Conductor(self.cfg, session, uplink, self.player, leds, tool_handler=answer,
-                              alarms=self.timers, cancel_tools=tools.cancel)
+                              alarms=self.timers, cancel_tools=lambda ids: self.tools.cancel(ids))
         conductor.on_state = self._on_state
         self.conductor = conductor
         if cannot_talk is not None:
@@ -228,6 +237,8 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
             stack.callback(loop.remove_signal_handler, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        stack.callback(loop.remove_signal_handler, signal.SIGHUP)
         stop = loop.create_task(self._stop.wait(), name="stop-request")
         died = loop.create_task(self.supervisor.failed.wait(), name="task-failure")
         try:
@@ -248,6 +259,107 @@ class Daemon:
         self._stopping_sent = True
         sdnotify.stopping()
         return code
+
+    # ------------------------------------------------------------------ reload
+
+    def reload(self) -> Plan | None:
+        """Read the config again and apply what may change now (SIGHUP); None when it was refused.
+
+        A config with a mistake changes nothing: one log line with the error the start would
+        have printed.  systemd hears RELOADING=1 before and READY=1 after.
+        """
+        sdnotify.reloading()
+        try:
+            try:
+                new = self.load()
+            except ConfigError as exc:
+                log.error("config not reloaded, the running settings stay: %s", exc)
+                return None
+            plan = diff(self.cfg, new)
+            self._apply(plan)
+            for line in plan.messages():
+                log.info("%s", line)
+            return plan
+        finally:
+            sdnotify.ready(self.conductor.state.value if self.conductor is not None else None)
+
+    def _apply(self, plan: Plan) -> None:
+        """The LIVE changes now; the NEW_SESSION ones handed to the conductor for its next idle moment."""
+        cfg = plan.now
+        conductor = self.conductor
+        assert conductor is not None
+        if plan.touches("log", "level"):
+            self._set_log_level(self.cfg.log.level, cfg.log.level)
+        if plan.touches("leds", "colors", "idle_brightness"):
+            self.leds.use_settings(cfg.leds)
+        if plan.touches("leds", "max_brightness", "night", "night_brightness"):
+            self._renew_night(cfg)
+        if plan.touches("timers"):
+            self.timers.use_settings(cfg.timers)
+        if plan.touches("vad") or plan.touches("audio", "postroll_silence_ms", "postroll_max_ms"):
+            conductor.uplink.use_settings(cfg.audio, cfg.vad)
+        if plan.touches("audio", "earcons"):
+            self.player.use_settings(cfg.audio)
+        if plan.touches("tools", "time_zone") or plan.touches("privacy", "log_transcripts"):
+            self.tools.ctx = self._tool_context(cfg)
+        self.cfg = cfg
+        conductor.use_settings(cfg)
+        if plan.new_session:
+            later = plan.later
+            conductor.new_conversation_when_idle(lambda: self._use_session_settings(later), "new settings")
+        elif conductor.switch_pending:
+            conductor.new_conversation_when_idle(None)  # the file is back to the settings in use
+            log.info("config reloaded: the new conversation is no longer needed")
+
+    def _use_session_settings(self, cfg: Config) -> None:
+        """At the idle moment the conductor chose: the next session's setup, tools and settings."""
+        from appliance.tools.catalog import registry_for
+
+        self.tools = registry_for(cfg, self._tool_context(cfg))
+        use_for_next_session(self.session, session_settings(
+            cfg, functions=self.tools.declarations(), google_search=cfg.tools.google_search))
+        self.cfg = cfg
+        assert self.conductor is not None
+        self.conductor.use_settings(cfg)
+
+    def _tool_context(self, cfg: Config) -> Any:
+        from appliance.tools.registry import ToolContext
+
+        return ToolContext.from_config(cfg, timers=self.timers, get_volume=lambda: self.player.volume,
+                                       set_volume=self.player.set_volume)
+
+    def _night_lights(self, cfg: Config, override: bool | None) -> NightLights:
+        """Night mode over the LEDs as `cfg` says; `override` is what `ctl night` set (None: the schedule)."""
+        assert self._loop is not None
+        return NightLights(
+            NightMode(NightWindow.parse(cfg.leds.night), override), self.leds, self._loop,
+            day_cap=cfg.leds.max_brightness,
+            # night never brightens a box the owner already dimmed
+            night_cap=min(cfg.leds.night_brightness, cfg.leds.max_brightness),
+        )
+
+    def _renew_night(self, cfg: Config) -> None:
+        """New window or caps: night mode starts over with them, keeping what `ctl night` set."""
+        old = self.night
+        assert old is not None
+        old.close()
+        self.night = self._night_lights(cfg, old.mode.override)  # load_config checked the window
+        self.night.start()
+
+    def _close_night(self) -> None:
+        if self.night is not None:
+            self.night.close()
+
+    @staticmethod
+    def _set_log_level(old: str, new: str) -> None:
+        """The new log.level, unless `--log-level` chose the level at the start (it still wins)."""
+        root = logging.getLogger()
+        if root.level != logging.getLevelName(old.upper()):
+            log.info("log.level changed, but --log-level chose the level at the start; it stays")
+            return
+        root.setLevel(new.upper())
+        # as logsetup does: websockets logs every frame at debug, quiet unless debug is asked for
+        logging.getLogger("websockets").setLevel(max(root.level, logging.INFO))
 
     # ------------------------------------------------------------------ wiring
 
@@ -278,6 +390,12 @@ class Daemon:
             except ButtonError as exc:
                 raise DaemonError(str(exc)) from None
             stack.callback(kb.close)
+            conductor.on_transcript = self._show_transcript  # the person at the keys sees what was said
+
+    def _show_transcript(self, line: TranscriptLine) -> None:
+        """One line per speaker per turn in keyboard mode, escaped: the text is the service's."""
+        who = "heard" if line.who == "user" else "answered"
+        self.printer(f"{who}: {escape_controls(line.text)}{' (cut short)' if line.interrupted else ''}")
 
     def _timer_rang(self, timer: Any) -> None:
         if self.conductor is not None:
@@ -342,8 +460,9 @@ class Daemon:
         return {"ok": True, "state": conductor.state.value}
 
 
-async def run_command(cfg: Config, *, keyboard: bool) -> int:
-    daemon = Daemon(cfg, keyboard=keyboard)
+async def run_command(cfg: Config, *, keyboard: bool, load: Callable[[], Config] | None = None) -> int:
+    """`appliance run`; `load` reads the config again for a reload (default: as `cfg` was read)."""
+    daemon = Daemon(cfg, keyboard=keyboard, load=load)
     try:
         return await daemon.run()
     except DaemonError as exc:

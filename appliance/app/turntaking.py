@@ -19,6 +19,7 @@ signals in it are never dropped; audio is bounded (see OUTBOX_FRAMES).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import time
@@ -130,6 +131,14 @@ class Uplink:
         #: called with True when the turn's audio starts leaving the device, False when it stops
         self.on_sending: Callable[[bool], None] | None = None
         self.sending = False
+
+    def use_settings(self, audio: AudioConfig, vad: VadConfig) -> None:
+        """New VAD and post-roll settings (a reload): the next turn uses them, one in progress keeps its own.
+
+        The pre-roll's length is fixed when the microphone opens, so `audio.preroll_ms` is not taken here.
+        """
+        self._audio = dataclasses.replace(audio, preroll_ms=self._audio.preroll_ms)
+        self._vad = vad
 
     def attach_gate(self, gate: MicGate) -> None:
         """Let the microphone rest between turns: it is told to listen at a press and to idle when the turn ends.

@@ -12,7 +12,9 @@ Gated (with `on_preroll`, as the daemon runs it): the box is idle almost all its
 life, so between turns the callback only keeps the raw device chunks of the last
 `[audio] preroll_ms` (`RawPreroll`): no conversion, no wake-up of the loop. `listen()`
 opens the gate: the next callback converts that raw backlog and hands over its
-newest `preroll_ms` as pre-roll frames, then live frames follow; `idle()` closes it.
+newest `preroll_ms` as pre-roll frames, then live frames follow; `idle()` closes it. While it is
+open, `[audio] noise_suppression` / `auto_gain` clean every frame, pre-roll included, before anyone
+sees it (`appliance.audio.cleanup`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from appliance.audio.cleanup import Cleanup, Passthrough, cleanup_for
 from appliance.audio.devices import (
     PA_CONTINUE,
     PA_INPUT_OVERFLOW,
@@ -73,6 +76,8 @@ class FrameConverter:
         self._channel = None if input_channel < 0 else input_channel
         self._is_int32 = fmt.sample_format == "int32"
         self._resampler = StreamResampler(fmt.rate, RATE)
+        # already 16 kHz mono s16le (a sound server converted it): only slicing is left to do
+        self._passthrough = fmt.rate == RATE and fmt.channels == 1 and fmt.sample_format == "int16"
         self._pending = bytearray()
 
     def convert(self, data: bytes) -> list[bytes]:
@@ -80,11 +85,17 @@ class FrameConverter:
         usable = len(data) - len(data) % (self._dtype.itemsize * self._channels)
         if usable <= 0:
             return []
+        if self._passthrough:
+            self._pending += memoryview(data)[:usable]
+            return self._whole_frames()
         interleaved = np.frombuffer(data, dtype=self._dtype, count=usable // self._dtype.itemsize)
         mono = select_or_mix_channels(interleaved.reshape(-1, self._channels), self._channel)
         if self._is_int32:
             mono = int32_to_int16(mono)  # rounds and saturates; I2S mics put the audio in the top bits
         self._pending += self._resampler.process(mono).astype("<i2", copy=False).tobytes()
+        return self._whole_frames()
+
+    def _whole_frames(self) -> list[bytes]:
         whole = len(self._pending) - len(self._pending) % FRAME_BYTES
         if whole == 0:
             return []
@@ -102,15 +113,21 @@ class PrerollGate:
     converter and returns its newest `preroll_frames` frames marked as pre-roll (the older ones absorbed the
     resampler's start-up), then the chunk's own frames. A new generation while already open (a press during
     a turn) gets the newest frames made so far as its pre-roll, as a ring of converted frames would.
+    `cleanup` processes every frame converted while open, in order; it starts afresh when the gate opens
+    and goes on unbroken through a press during a turn (the audio was, too).
     Returns (generation, is_preroll, frame) entries, oldest first.
     """
 
-    def __init__(self, fmt: InputFormat, input_channel: int, preroll_frames: int) -> None:
+    def __init__(
+        self, fmt: InputFormat, input_channel: int, preroll_frames: int, cleanup: Cleanup | Passthrough | None = None
+    ) -> None:
         self._fmt = fmt
+        self._cleanup = cleanup if cleanup is not None else Passthrough()
         self._channel = input_channel
         self._preroll_frames = max(0, preroll_frames)
         bytes_per_ms = fmt.rate * fmt.channels * (4 if fmt.sample_format == "int32" else 2) / 1000
-        self._raw = RawPreroll(int((self._preroll_frames * FRAME_MS + WARMUP_MS) * bytes_per_ms))
+        warmup_ms = WARMUP_MS + self._cleanup.warmup_ms  # the cleanup, too, settles before the pre-roll
+        self._raw = RawPreroll(int((self._preroll_frames * FRAME_MS + warmup_ms) * bytes_per_ms))
         self._recent: collections.deque[bytes] = collections.deque(maxlen=self._preroll_frames)
         self._converter: FrameConverter | None = None  # None: closed, the raw ring is all there is
         self._served = 0  # the generation whose pre-roll went out
@@ -124,7 +141,8 @@ class PrerollGate:
         converter = self._converter
         if converter is None:
             converter = self._converter = FrameConverter(self._fmt, self._channel)
-            backlog = converter.convert(self._raw.take())
+            self._cleanup.reset()  # it has not heard the room since the last turn
+            backlog = self._cleanup.process(converter.convert(self._raw.take()))
             self._recent.clear()
             self._recent.extend(backlog[max(0, len(backlog) - self._preroll_frames):] if self._preroll_frames else [])
             self._served = gen
@@ -133,7 +151,7 @@ class PrerollGate:
             self._served = gen
             entries.extend((gen, True, frame) for frame in self._recent)
         self._raw.push(data)  # so that a press soon after this turn still finds its pre-roll
-        frames = converter.convert(data)
+        frames = self._cleanup.process(converter.convert(data))
         self._recent.extend(frames)
         entries.extend((gen, False, frame) for frame in frames)
         return entries
@@ -168,6 +186,8 @@ class Capture(DeviceStream):
         self._on_frame = on_frame
         self._on_preroll = on_preroll
         self._converter: FrameConverter | None = None
+        # gated only: that is the daemon's turn path; made here, on the loop, so a missing library warns once
+        self._cleanup = cleanup_for(audio_cfg) if on_preroll is not None else Passthrough()
         #: (listen generation, is pre-roll, frame); see _drain for why frames carry their generation
         self._queue: collections.deque[tuple[int, bool, bytes]] = collections.deque(maxlen=HANDOFF_FRAMES)
         # The gate. Written on the loop (listen/idle), read by PortAudio's thread: single attribute
@@ -198,7 +218,7 @@ class Capture(DeviceStream):
         self._continue = PA_CONTINUE
         channel = int(self._cfg.input_channel)
         if self._gated:
-            self._gate = PrerollGate(fmt, channel, ms_to_frames(float(self._cfg.preroll_ms)))
+            self._gate = PrerollGate(fmt, channel, ms_to_frames(float(self._cfg.preroll_ms)), self._cleanup)
         else:
             self._converter = FrameConverter(fmt, channel)
         return device, fmt

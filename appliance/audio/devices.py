@@ -15,10 +15,13 @@ import re
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from appliance.audio.frames import RATE
+from appliance.textsafe import escape_controls_keeping_newlines
 
 
 class AudioDeviceError(Exception):
@@ -278,6 +281,9 @@ def find_device(pa: Any, spec: str, *, direction: Direction) -> DeviceInfo:
 # ----------------------------------------------------------------------------------------------------------
 
 FALLBACK_RATES: tuple[int, ...] = (48000, 44100, 16000)
+#: ALSA devices that are a sound server (PulseAudio, PipeWire): it resamples and downmixes in its own
+#: process with a good resampler whatever we ask for, so asking for 16 kHz mono saves doing it twice
+SOUND_SERVER_DEVICES: tuple[str, ...] = ("pulse", "pipewire")
 _FORMAT_BYTES: dict[str, int] = {"int16": 2, "int32": 4}
 
 
@@ -334,7 +340,9 @@ def choose_input_format(pa: Any, device: DeviceInfo, audio_cfg: Any) -> InputFor
     Tried in order: rates (device default, 48000, 44100, 16000), then channel counts
     (up to 2, 2, 1, all), then formats (int16, int32). Rate varies slowest because
     resampling is cheap, while an I2S HAT that only does S32_LE 48 kHz stereo must
-    still be found by walking channels and formats at its one rate.
+    still be found by walking channels and formats at its one rate.  A sound server
+    (SOUND_SERVER_DEVICES) mixing all channels is asked for 16 kHz mono first: it
+    converts anyway, so the capture path then only slices frames.
     """
     channel = int(audio_cfg.input_channel)
     needed = channel + 1 if channel >= 0 else 1
@@ -345,8 +353,11 @@ def choose_input_format(pa: Any, device: DeviceInfo, audio_cfg: Any) -> InputFor
             f"(channels count from 0; -1 mixes all)"
         )
 
+    server_mix = channel < 0 and device.name.strip().lower() in SOUND_SERVER_DEVICES
     if audio_cfg.input_rate:
         rates = [int(audio_cfg.input_rate)]
+    elif server_mix:
+        rates = _unique([RATE, device.default_rate, *FALLBACK_RATES])
     else:
         rates = _unique([device.default_rate, *FALLBACK_RATES])
     if audio_cfg.input_channels:
@@ -357,7 +368,7 @@ def choose_input_format(pa: Any, device: DeviceInfo, audio_cfg: Any) -> InputFor
             )
         channel_counts = [int(audio_cfg.input_channels)]
     else:
-        preferred = max(min(2, max_channels), needed)
+        preferred = 1 if server_mix else max(min(2, max_channels), needed)
         channel_counts = [c for c in _unique([preferred, 2, 1, max_channels]) if needed <= c <= max_channels]
     formats: list[SampleFormat] = (
         ["int16", "int32"] if audio_cfg.input_format == "auto" else [audio_cfg.input_format]
@@ -415,11 +426,27 @@ def _device_lines(pa: Any, devices: list[DeviceInfo], direction: Direction, sele
     return lines
 
 
-def devices_report(pa: Any, audio_cfg: Any) -> str:
-    """The text of `appliance devices`: every input and output, with the configured ones marked."""
+@dataclass(frozen=True)
+class DevicesListing:
+    """What `appliance devices` prints, and the settings that select no device (its exit status)."""
+
+    text: str
+    unmatched: tuple[str, ...] = ()  # e.g. "audio.input_device"
+
+
+def _verdict(spec: str, usable: list[DeviceInfo]) -> str:
+    """How a spec that selects no device is described: a name part of several is not "nothing"."""
+    wanted = spec.strip().lower()
+    return "selects no device" if wanted and any(wanted in d.name.lower() for d in usable) else "matches nothing"
+
+
+def devices_listing(pa: Any, audio_cfg: Any) -> DevicesListing:
+    """Every input and output, the configured ones marked, and the settings that select none."""
     devices = list_devices(pa)
     sections = []
+    unmatched: list[str] = []
     for direction, title in (("input", "Inputs (microphones)"), ("output", "Outputs (speakers)")):
+        key = f"audio.{direction}_device"
         spec = getattr(audio_cfg, f"{direction}_device")
         usable = [d for d in devices if d.channels(direction) > 0]
         problem = ""
@@ -427,11 +454,11 @@ def devices_report(pa: Any, audio_cfg: Any) -> str:
         try:
             selected = find_device(pa, spec, direction=direction)
         except AudioDeviceError as exc:
-            problem = str(exc)
+            problem = str(exc).removesuffix(f" ({_HINT})")  # the hint says to run this very listing
         lines = [f"{title}:"]
         lines += _device_lines(pa, usable, direction, selected) if usable else ["   (none found)"]
         if selected is not None:
-            lines.append(f'   * = audio.{direction}_device "{spec}" selects #{selected.index} "{selected.name}"')
+            lines.append(f'   * = {key} "{spec}" selects #{selected.index} "{selected.name}"')
             if direction == "input":
                 try:
                     fmt = choose_input_format(pa, selected, audio_cfg)
@@ -439,6 +466,27 @@ def devices_report(pa: Any, audio_cfg: Any) -> str:
                 except AudioDeviceError as exc:
                     lines.append(f"     cannot capture: {exc}")
         else:
-            lines.append(f'   audio.{direction}_device "{spec}" matches nothing: {problem}')
+            unmatched.append(key)
+            lines.append(f'   {key} "{spec}" {_verdict(spec, usable)}: {problem}')
         sections.append("\n".join(lines))
-    return "\n\n".join(sections) + "\n"
+    return DevicesListing("\n\n".join(sections) + "\n", tuple(unmatched))
+
+
+def devices_report(pa: Any, audio_cfg: Any) -> str:
+    """The text of `appliance devices` alone."""
+    return devices_listing(pa, audio_cfg).text
+
+
+def devices_command(audio_cfg: Any, printer: Callable[[str], None] = print) -> int:
+    """`appliance devices`: exit 0 when both settings select a device, 1 when one selects none, 2 without PyAudio."""
+    try:
+        pa = open_pyaudio()
+    except ImportError:
+        print("appliance devices: PyAudio is not installed; run scripts/bootstrap.sh", file=sys.stderr)
+        return 2
+    try:
+        listing = devices_listing(pa, audio_cfg)
+    finally:
+        pa.terminate()
+    printer(escape_controls_keeping_newlines(listing.text))  # names come from the config file and the drivers
+    return 1 if listing.unmatched else 0

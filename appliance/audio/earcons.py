@@ -7,11 +7,18 @@ control of level and fades. Each one is shaped to be told apart without looking 
 - ``listen_end``: a softer falling chime (G5 -> C5): "got it".
 - ``error``: a low double buzz (a 140 Hz band-limited buzz, twice): clearly "something went wrong".
 - ``no_network``: three slow descending notes (F5 -> D5 -> A#4): a sad "cannot reach the service".
-- ``alarm``: a bright, insistent beep pattern (four short 2.4 kHz beeps, then a pause), meant to be looped.
+- ``alarm``: one ring of a kitchen timer, meant to be repeated: four 100 ms pulses alternating between
+  two bright pitches (C7 and E7), each a sawtooth-like stack of harmonics.
 
-All peak at -12 dBFS, which leaves room under speech at the same volume, and start and end with 5 ms
-fades so they never click, even when mixed over silence. Partials above 0.45x the rate are left out, so
-an 8 or 16 kHz device gets a clean (if duller) version instead of aliasing.
+The alarm has to cut through an extractor fan or running water, whose noise is mostly below 1 kHz, so
+its energy sits at 2-4 kHz (where hearing is keenest) and nothing of it is below 2 kHz; pulses with gaps
+stand out from steady noise better than a held tone. It peaks at ``ALARM_PEAK_DBFS`` (-1 dBFS), because
+it is played at its own level, never above 1.0, and so never clips. The other earcons peak at -12 dBFS,
+which leaves room under speech at the same volume.
+
+All start and end with 5 ms fades so they never click, even when mixed over silence. Partials at or
+above 0.45x the rate are left out (the sounds are additive, so nothing else can alias): a 24 kHz device
+gets the alarm's harmonics up to 10.8 kHz, an 8 or 16 kHz device a clean (if duller) version.
 """
 
 from __future__ import annotations
@@ -20,12 +27,14 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["EARCON_NAMES", "FADE_MS", "PEAK_DBFS", "earcon"]
+__all__ = ["ALARM_PEAK_DBFS", "EARCON_NAMES", "FADE_MS", "PEAK_DBFS", "earcon"]
 
 PEAK_DBFS = -12.0
+ALARM_PEAK_DBFS = -1.0
 FADE_MS = 5.0
 _CHIME = ((1.0, 1.0), (2.0, 0.22), (3.0, 0.06))  # (partial ratio, amplitude): a soft bell-like tone
-_BEEP = ((1.0, 1.0), (2.0, 0.35))
+_RING = tuple((float(k), 1.0 / k) for k in range(1, 5))  # sawtooth-like: harmonics 1-4 at 1/k
+_RING_PITCHES = (2093.0, 2637.0)  # C7 and E7: a bright major third, both in the 2-4 kHz band
 _NYQUIST_FRACTION = 0.45
 
 
@@ -85,8 +94,9 @@ def _no_network(rate: int) -> np.ndarray:
 
 
 def _alarm(rate: int) -> np.ndarray:
-    beep = _tone(2400.0, 0.08, rate, _BEEP, 2.0, attack_ms=5.0, release_ms=6.0)
-    return _place([(i * 0.14, beep) for i in range(4)], rate, 0.9)
+    pulses = [_tone(f, 0.1, rate, _RING, 0.5, attack_ms=4.0, release_ms=6.0) for f in _RING_PITCHES]
+    # 0.49 s in all: shorter than the quickest ring_interval_s (0.5 s), so two rings never overlap and clip
+    return _place([(i * 0.13, pulses[i % 2]) for i in range(4)], rate, 0.49)
 
 
 _MAKERS = {
@@ -115,7 +125,8 @@ def _render(name: str, rate: int) -> np.ndarray:
     ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(fade) / fade)  # starts at exactly 0
     signal[:fade] *= ramp
     signal[-fade:] *= ramp[::-1]
-    signal *= 10.0 ** (PEAK_DBFS / 20.0) / np.max(np.abs(signal))
+    peak_dbfs = ALARM_PEAK_DBFS if name == "alarm" else PEAK_DBFS
+    signal *= 10.0 ** (peak_dbfs / 20.0) / np.max(np.abs(signal))
     out = signal.astype(np.float32)
     out.setflags(write=False)
     return out

@@ -3,8 +3,10 @@
 Keeping the stream open means the first reply after a quiet hour starts as fast as the tenth one, and an
 amplifier never pops from being switched on and off. Reply audio (24 kHz s16le from the Live API) is
 resampled to the device rate on the event loop and put into a `JitterBuffer`; PortAudio's thread pulls a
-block every device period, mixes in any earcon, applies the software volume with a ramp and hands int16
-(or int32 for S32-only I2S devices) to the card, duplicated to every channel if the device is not mono.
+block every device period, applies the software volume with a ramp, mixes in any earcon (at the volume, but
+never under EARCON_MIN_LEVEL) and any ring of a timer's alarm (at the alarm's own level, whatever the volume)
+and hands int16 (or int32 for S32-only I2S devices) to the card, duplicated to every channel if the device
+is not mono.
 
 Threads: everything public runs on the event loop, except `_callback`, which runs on PortAudio's thread and
 never blocks, logs or raises. Events go back to the loop through a bounded deque and at most one pending
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -34,7 +37,7 @@ from appliance.audio.portaudio_host import PortAudioHost
 from appliance.audio.stream import DeviceStream, PresenceCallback
 from appliance.audio.jitter import JitterBuffer, JitterEvents
 from appliance.audio.resample import StreamResampler
-from appliance.audio.volume import GainRamp, VolumeStore, initial_level, validate_level
+from appliance.audio.volume import GainRamp, VolumeStore, alarm_gain, initial_level, validate_level
 
 __all__ = ["Player", "PlayerEvents", "PlayerStats"]
 
@@ -66,7 +69,7 @@ class PlayerStats:
     callbacks: int = 0
     device_underflows: int = 0  # callbacks PortAudio flagged paOutputUnderflow (the card ran dry)
     callback_errors: int = 0  # exceptions caught in the callback (silence was played instead)
-    earcons_dropped: int = 0  # earcons skipped: too many queued or playing, or the speaker absent
+    earcons_dropped: int = 0  # earcons or alarm rings skipped: too many queued or playing, or the speaker absent
     events_dropped: int = 0  # event notifications lost because the loop did not drain in time
     restarts: int = 0  # successful reopenings after the speaker was lost (or restart())
     reopen_failures: int = 0  # attempts to reopen a lost speaker that failed (it was still away)
@@ -75,15 +78,16 @@ class PlayerStats:
 
 @dataclass
 class _Voice:
-    samples: np.ndarray
+    samples: np.ndarray  # cached and read-only: shared by every play of the sound
+    gain: float = 1.0  # fixed for the whole sound (an alarm ring's level), applied while mixing
     pos: int = 0
 
 
 @dataclass
 class _EarconMixer:
-    """Earcons queued from the loop, mixed by the audio thread (deque append/popleft are thread-safe)."""
+    """Sounds queued from the loop, mixed by the audio thread (deque append/popleft are thread-safe)."""
 
-    queued: collections.deque[np.ndarray] = field(default_factory=lambda: collections.deque(maxlen=MAX_EARCON_VOICES))
+    queued: collections.deque[_Voice] = field(default_factory=lambda: collections.deque(maxlen=MAX_EARCON_VOICES))
     voices: list[_Voice] = field(default_factory=list)
 
     @property
@@ -91,20 +95,20 @@ class _EarconMixer:
         return not self.voices and not self.queued
 
     def mix(self, n: int) -> np.ndarray | None:
-        """The next `n` samples of all playing earcons summed, or None when none plays."""
+        """The next `n` samples of all playing sounds summed, each at its gain, or None when none plays."""
         while self.queued:
             try:
-                samples = self.queued.popleft()
+                self.voices.append(self.queued.popleft())
             except IndexError:
                 break
-            self.voices.append(_Voice(samples))
         if not self.voices:
             return None
         del self.voices[:-MAX_EARCON_VOICES]
         out = np.zeros(n, dtype=np.float32)
         for voice in self.voices:
             k = min(n, voice.samples.size - voice.pos)
-            out[:k] += voice.samples[voice.pos : voice.pos + k]
+            part = voice.samples[voice.pos : voice.pos + k]
+            out[:k] += part if voice.gain == 1.0 else part * np.float32(voice.gain)
             voice.pos += k
         self.voices = [v for v in self.voices if v.pos < v.samples.size]
         return out
@@ -169,7 +173,8 @@ class Player(DeviceStream):
         self.events = PlayerEvents()
         self.stats = PlayerStats()
         self._path: _ReplyPath | None = None
-        self._mixer = _EarconMixer()
+        self._mixer = _EarconMixer()  # earcons, at the volume (never under EARCON_MIN_LEVEL)
+        self._bell = _EarconMixer()  # alarm rings, each at its own gain, apart from the volume
         self._zeros = b""  # the idle block, see _silence
         self._event_queue: collections.deque[tuple[int, float]] = collections.deque(maxlen=_EVENT_QUEUE)
         self._dispatch_pending = False
@@ -208,8 +213,9 @@ class Player(DeviceStream):
 
     def _went_absent(self) -> None:
         # The stream is closed: what is buffered cannot play. Drop it, and keep the promises made about it.
-        self._mixer.queued.clear()
-        self._mixer.voices.clear()
+        for mixer in (self._mixer, self._bell):
+            mixer.queued.clear()
+            mixer.voices.clear()
         path = self._path
         if path is not None:
             path.jitter.flush()
@@ -290,21 +296,39 @@ class Player(DeviceStream):
 
     # ------------------------------------------------------------------ earcons and volume (loop side)
 
-    def play_earcon(self, name: str) -> bool:
-        """Mix an earcon into the output; False when earcons are off in the config ("alarm" always plays).
+    def use_settings(self, audio_cfg: Any) -> None:
+        """A reload: whether earcons play takes effect at once; devices, rates and buffering need a restart."""
+        self._cfg = dataclasses.replace(self._cfg, earcons=audio_cfg.earcons)
 
-        Also False, with the earcon dropped, while the speaker is absent.
+    def play_earcon(self, name: str) -> bool:
+        """Mix an earcon into the output at the volume; False when earcons are off in the config.
+
+        Also False, with the earcon dropped, while the speaker is absent. The alarm is not an earcon here:
+        it has its own level, see play_alarm().
         """
-        if name != "alarm" and not self._cfg.earcons:
+        if name == "alarm":
+            raise ValueError("the alarm has its own level: ring it with play_alarm(level, since_s)")
+        if not self._cfg.earcons:
             return False
+        return self._queue(self._mixer, name)
+
+    def play_alarm(self, level: int, since_s: float) -> bool:
+        """Mix one ring of the alarm at `level` (0-100), whatever the volume, even with earcons off.
+
+        `since_s` is how long ringing has gone on: the first seconds ring softer (volume.alarm_gain).
+        False, with the ring dropped, while the speaker is absent.
+        """
+        return self._queue(self._bell, "alarm", alarm_gain(validate_level(level), since_s))
+
+    def _queue(self, mixer: _EarconMixer, name: str, gain: float = 1.0) -> bool:
+        """Hand the cached sound `name` to the audio thread with its gain (one float, no copy)."""
         path = self._path
         if path is None or not self._present:
             self.stats.earcons_dropped += 1
             return False
-        samples = earcon(name, path.rate)
-        if len(self._mixer.queued) == self._mixer.queued.maxlen:
+        if len(mixer.queued) == mixer.queued.maxlen:
             self.stats.earcons_dropped += 1
-        self._mixer.queued.append(samples)
+        mixer.queued.append(_Voice(earcon(name, path.rate), gain))
         return True
 
     @property
@@ -376,8 +400,8 @@ class Player(DeviceStream):
                 )
             if fmt is None or path is None:
                 return bytes(frame_count * 2), self._continue  # stream is closing
-            if path.jitter.quiet() and self._mixer.silent:
-                # Idle: no reply, no earcon. The same zero block every period, no array work.
+            if path.jitter.quiet() and self._mixer.silent and self._bell.silent:
+                # Idle: no reply, no earcon, no alarm. The same zero block every period, no array work.
                 path.speech_gain.settle()
                 path.earcon_gain.settle()
                 return self._silence(frame_count, fmt), self._continue
@@ -387,6 +411,9 @@ class Player(DeviceStream):
             if cue is not None:
                 path.earcon_gain.apply(cue)
                 block += cue
+            ring = self._bell.mix(frame_count)  # already at the alarm's level: the volume does not touch it
+            if ring is not None:
+                block += ring
             events = path.jitter.take_events()
             if events:
                 self._notify(events, now)

@@ -12,6 +12,11 @@ sample, at a rate that crosses the whole range in ``RAMP_MS`` (50 ms), so any ch
 The loop thread only writes the target (one float); the audio thread owns the current gain, so there is no
 lock on the audio path.
 
+The kitchen-timer alarm does not follow this volume: it is played at its own level (``[timers]
+alarm_volume``, on the same scale) so a voice turned down for the evening does not hide the eggs. It
+starts softer and rises to that level over the first seconds of ringing (`alarm_gain`), one gain per
+ring, so a person standing next to the box is not startled and one across the kitchen hears it soon.
+
 The chosen level is stored as JSON in the state directory (atomically: temp file, fsync, rename) and
 overrides ``[audio] volume`` at the next start; a corrupt file is logged and ignored.
 """
@@ -28,11 +33,14 @@ import numpy as np
 from appliance.atomicfile import write_atomic
 
 __all__ = [
+    "ALARM_RAMP_DB",
+    "ALARM_RAMP_S",
     "MIN_DB",
     "RAMP_MS",
     "VOLUME_FILE",
     "GainRamp",
     "VolumeStore",
+    "alarm_gain",
     "initial_level",
     "level_to_gain",
     "validate_level",
@@ -43,6 +51,8 @@ log = logging.getLogger(__name__)
 MIN_DB = -50.0  # gain at level 1
 RAMP_MS = 50.0
 VOLUME_FILE = "volume.json"
+ALARM_RAMP_DB = -12.0  # the first ring, under the alarm's level
+ALARM_RAMP_S = 4.0  # rings this long after the first are at the full level
 
 
 def validate_level(level: object) -> int:
@@ -61,6 +71,13 @@ def level_to_gain(level: int) -> float:
         return 0.0
     db = MIN_DB * (100 - level) / 99.0
     return float(10.0 ** (db / 20.0))
+
+
+def alarm_gain(level: int, since_s: float) -> float:
+    """Linear gain of a ring `since_s` seconds into ringing: `level`'s gain, rising in dB from
+    ALARM_RAMP_DB below it at the first ring to all of it at ALARM_RAMP_S."""
+    progress = min(1.0, max(0.0, float(since_s) / ALARM_RAMP_S))
+    return level_to_gain(level) * float(10.0 ** (ALARM_RAMP_DB * (1.0 - progress) / 20.0))
 
 
 class GainRamp:

@@ -13,11 +13,13 @@ from typing import Callable
 
 from appliance.audio import wavio
 from appliance.commands.turn import AskError, TurnResult, connect, run_turn
+from appliance.console import print_now
 from appliance.live import messages as p
 from appliance.live.endpoint import InsecureEndpointError, check_endpoint, endpoint_url
 from appliance.live.from_config import session_from_config
 from appliance.settings.keys import load_api_key
-from appliance.settings.schema import ConfigError, Config
+from appliance.settings.errors import ConfigError
+from appliance.settings.schema import Config
 from appliance.settings.secrets import NO_API_KEY
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ async def ask_command(
     wav: Path | None,
     text: str | None,
     out: Path | None,
-    printer: Callable[[str], None] = print,
+    printer: Callable[[str], None] = print_now,
 ) -> int:
     """The `appliance ask` command; returns the process exit code."""
     pcm: bytes | None = None

@@ -15,10 +15,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from appliance.console import print_now
 from appliance.settings.paths import state_dir
 from appliance.settings.schema import Config
 from appliance.audio.frames import FRAME_MS, RATE
 from appliance.audio.resample import resample
+from appliance.textsafe import escape_controls
 
 SWEEP_RATE = 24000
 SWEEP_SECONDS = 1.5
@@ -29,14 +31,35 @@ CLIP_FRACTION = 0.001
 FIRST_AUDIO_TIMEOUT_S = 5.0
 
 
+#: the advice when every sample the microphone gave was 0
+SILENT_MIC_ADVICE = (
+    "the microphone heard nothing (every sample was 0): is it muted (alsamixer: F6 picks the card, F4 shows "
+    "capture, space toggles the capture switch) or the wrong device or channel (audio.input_device, "
+    "audio.input_channel; `appliance devices` lists the devices)?"
+)
+
+
+def _is_number(value: float | None) -> bool:
+    """A level that was measured: not missing and not NaN (-inf is a measurement: digital silence)."""
+    return value is not None and not math.isnan(value)
+
+
+def _level(value: float) -> str:
+    return "digital silence" if value == -math.inf else f"{value:.1f} dBFS"
+
+
 @dataclass
 class SelfTestReport:
+    """What audio-test measured.  A level is None until measured, and -inf when it was digital silence."""
+
     input_device: str = ""
     output_device: str = ""
-    noise_floor_dbfs: float = -math.inf
-    input_peak_dbfs: float = -math.inf
-    sweep_level_dbfs: float = -math.inf
-    clipped_fraction: float = 0.0
+    #: the appliance's own volume (0-100) the sweep played at
+    volume: int | None = None
+    noise_floor_dbfs: float | None = None
+    input_peak_dbfs: float | None = None
+    sweep_level_dbfs: float | None = None
+    clipped_fraction: float | None = None
     speaker_heard: bool = False
     echo_delay_ms: float | None = None
     problems: list[str] = field(default_factory=list)
@@ -47,18 +70,60 @@ class SelfTestReport:
 
     def lines(self) -> list[str]:
         out = [
-            f"microphone: {self.input_device}",
-            f"speaker:    {self.output_device}",
-            f"noise floor {self.noise_floor_dbfs:6.1f} dBFS, input peak {self.input_peak_dbfs:6.1f} dBFS, "
-            f"clipped {self.clipped_fraction * 100:.2f} % of samples",
+            f"microphone: {self.input_device or 'not opened'}",
+            f"speaker:    {self.output_device or 'not opened'}",
+            self._levels_line(),
+            f"the microphone hears the speaker: {self._heard_text()}",
         ]
-        heard = f"yes, {self.sweep_level_dbfs - self.noise_floor_dbfs:.1f} dB above the room" if self.speaker_heard else "no"
-        if self.echo_delay_ms is not None and self.speaker_heard:
-            heard += f", {self.echo_delay_ms:.0f} ms from speaker to microphone"
-        out.append(f"the microphone hears the speaker: {heard}")
         out.extend(f"PROBLEM: {p}" for p in self.problems)
         out.append("audio test passed" if self.ok else "audio test failed")
         return out
+
+    def _heard_nothing(self) -> bool:
+        return self.input_peak_dbfs == -math.inf
+
+    def _missing(self, value: float | None) -> str:
+        """Why a level has no number, in the order the test gets that far."""
+        if not self.input_device:
+            return "the microphone did not open"
+        if not self.output_device:
+            return "the speaker did not open"
+        if value is None:
+            return "no audio came from the microphone"
+        return "the measurement gave no number"
+
+    def _levels_line(self) -> str:
+        floor, peak = self.noise_floor_dbfs, self.input_peak_dbfs
+        if self._heard_nothing():
+            return "levels: the microphone heard nothing (every sample was 0)"
+        if not _is_number(floor) and not _is_number(peak):
+            return f"levels: not measured ({self._missing(peak)})"
+        parts = [
+            f"noise floor {_level(floor)}" if _is_number(floor) else f"noise floor not measured ({self._missing(floor)})",
+            f"input peak {_level(peak)}" if _is_number(peak) else f"input peak not measured ({self._missing(peak)})",
+        ]
+        if _is_number(self.clipped_fraction):
+            parts.append(f"clipped {self.clipped_fraction * 100:.2f} % of samples")
+        return ", ".join(parts)
+
+    def _heard_text(self) -> str:
+        sweep, floor = self.sweep_level_dbfs, self.noise_floor_dbfs
+        if not _is_number(sweep):
+            why = "the microphone heard nothing" if self._heard_nothing() else self._missing(sweep)
+            return f"not tested ({why})"
+        if sweep == -math.inf:
+            return "no: the microphone heard nothing while the sweep played"
+        if _is_number(floor) and floor > -math.inf:
+            margin = f"{sweep - floor:.1f} dB above the room"
+        elif _is_number(floor):
+            margin = f"at {sweep:.1f} dBFS over a digitally silent room"
+        else:
+            margin = f"at {sweep:.1f} dBFS (the room was not measured)"
+        if not self.speaker_heard:
+            return f"no: the sweep came in {margin}; it needs to be {HEARD_DB:g} dB above the room"
+        if self.echo_delay_ms is not None and not math.isnan(self.echo_delay_ms):
+            margin += f", {self.echo_delay_ms:.0f} ms from speaker to microphone"
+        return f"yes, {margin}"
 
 
 def sweep(seconds: float = SWEEP_SECONDS, rate: int = SWEEP_RATE) -> np.ndarray:
@@ -73,8 +138,16 @@ def sweep(seconds: float = SWEEP_SECONDS, rate: int = SWEEP_RATE) -> np.ndarray:
 
 
 def _dbfs(x: np.ndarray) -> float:
-    rms = float(np.sqrt(np.mean(np.square(x.astype(np.float64))))) if len(x) else 0.0
+    """RMS level; -inf for digital silence, NaN for no samples at all (nothing was measured)."""
+    if not len(x):
+        return math.nan
+    rms = float(np.sqrt(np.mean(np.square(x.astype(np.float64)))))
     return 20 * math.log10(rms) if rms > 0 else -math.inf
+
+
+def _peak_dbfs(x: np.ndarray) -> float:
+    peak = float(np.max(np.abs(x))) if len(x) else math.nan
+    return 20 * math.log10(peak) if peak > 0 else (-math.inf if peak == 0 else math.nan)
 
 
 class _FrameTap:
@@ -100,6 +173,10 @@ class _FrameTap:
         return np.frombuffer(chunk, "<i2").astype(np.float32) / 32768.0
 
 
+def _named(fmt: Any) -> str:
+    return f'"{fmt.device.name}", {fmt.describe()}'
+
+
 async def run_self_test(cfg: Config, *, pa: Any = None) -> SelfTestReport:
     from appliance.audio.capture import Capture
     from appliance.audio.devices import AudioDeviceError, open_pyaudio
@@ -114,18 +191,20 @@ async def run_self_test(cfg: Config, *, pa: Any = None) -> SelfTestReport:
     player = Player(cfg.audio, loop, state_dir=state_dir(cfg), pa=pa)
     try:
         try:
-            report.input_device = capture.start().describe()
-            report.output_device = player.start().describe()
+            report.input_device = _named(capture.start())
+            speaker = _named(player.start())
         except AudioDeviceError as exc:
             report.problems.append(str(exc))
             return report
+        report.volume = player.volume
+        report.output_device = f"{speaker}, volume {report.volume}"
         try:
             await tap.collect(0.3, FIRST_AUDIO_TIMEOUT_S)  # let the device settle
             quiet = await tap.collect(QUIET_SECONDS, QUIET_SECONDS + FIRST_AUDIO_TIMEOUT_S)
         except TimeoutError:
             report.problems.append(
                 "the microphone delivers no audio; check it is plugged in and that audio.input_device is right "
-                "(see `appliance devices`)"
+                "(`appliance devices` lists the devices)"
             )
             return report
         report.noise_floor_dbfs = _dbfs(quiet)
@@ -135,8 +214,14 @@ async def run_self_test(cfg: Config, *, pa: Any = None) -> SelfTestReport:
         player.new_reply()
         player.feed(pcm)
         player.end_of_reply()
-        heard = await tap.collect(SWEEP_SECONDS + 1.0, SWEEP_SECONDS + 1.0 + FIRST_AUDIO_TIMEOUT_S)
-        _judge(report, quiet, heard, resample(test_signal, SWEEP_RATE, RATE))
+        try:
+            heard = await tap.collect(SWEEP_SECONDS + 1.0, SWEEP_SECONDS + 1.0 + FIRST_AUDIO_TIMEOUT_S)
+        except TimeoutError:
+            _measure_input(report, quiet)
+            report.problems.append("the microphone stopped delivering audio while the sweep played; "
+                                   "check its cable or USB connection")
+            return report
+        judge(report, quiet, heard, resample(test_signal, SWEEP_RATE, RATE))
         return report
     finally:
         capture.close()
@@ -145,18 +230,20 @@ async def run_self_test(cfg: Config, *, pa: Any = None) -> SelfTestReport:
             pa.terminate()
 
 
-def _judge(report: SelfTestReport, quiet: np.ndarray, heard: np.ndarray, reference: np.ndarray) -> None:
+def _measure_input(report: SelfTestReport, samples: np.ndarray) -> None:
+    report.input_peak_dbfs = _peak_dbfs(samples)
+    report.clipped_fraction = float(np.mean(np.abs(samples) >= 0.999)) if len(samples) else None
+
+
+def judge(report: SelfTestReport, quiet: np.ndarray, heard: np.ndarray, reference: np.ndarray) -> None:
+    """Fill in the levels from the room (`quiet`) and the sweep as heard, and what is wrong with them."""
     both = np.concatenate([quiet, heard])
-    report.input_peak_dbfs = 20 * math.log10(max(float(np.max(np.abs(both))), 1e-9))
-    report.clipped_fraction = float(np.mean(np.abs(both) >= 0.999))
-    if not np.any(both):
-        report.problems.append(
-            "the microphone gives digital silence; check its capture switch and gain (alsamixer) "
-            "and audio.input_channel"
-        )
-        return
-    if report.clipped_fraction > CLIP_FRACTION:
-        report.problems.append("the microphone clips; lower its gain (alsamixer) or move the speaker away")
+    _measure_input(report, both)
+    if report.input_peak_dbfs == -math.inf:
+        report.problems.append(SILENT_MIC_ADVICE)
+        return  # a sweep level and a margin over silence would be numbers nobody measured
+    if report.clipped_fraction is not None and report.clipped_fraction > CLIP_FRACTION:
+        report.problems.append("the microphone clips; lower its gain (alsamixer, or amixer) or move the speaker away")
     # the loudest stretch as long as the sweep, wherever the device latency put it
     window = len(reference)
     if len(heard) >= window:
@@ -165,16 +252,30 @@ def _judge(report: SelfTestReport, quiet: np.ndarray, heard: np.ndarray, referen
         report.sweep_level_dbfs = _dbfs(heard[start : start + window])
         corr = np.correlate(heard, reference, mode="valid")
         report.echo_delay_ms = float(np.argmax(np.abs(corr))) / RATE * 1000
-    report.speaker_heard = report.sweep_level_dbfs - report.noise_floor_dbfs >= HEARD_DB
+    report.speaker_heard = _heard(report.sweep_level_dbfs, report.noise_floor_dbfs)
     if not report.speaker_heard:
-        report.problems.append(
-            "the microphone does not hear the speaker; check the speaker is connected, audio.output_device, "
-            "and the volume (`appliance` volume or alsamixer)"
-        )
+        report.problems.append(_not_heard_advice(report.volume))
 
 
-async def audio_test_command(cfg: Config, printer: Callable[[str], None] = print) -> int:
+def _heard(sweep_dbfs: float | None, floor_dbfs: float | None) -> bool:
+    """The sweep rose HEARD_DB above the room (any sound over a digitally silent room counts)."""
+    if not (_is_number(sweep_dbfs) and _is_number(floor_dbfs)) or sweep_dbfs == -math.inf:
+        return False
+    return floor_dbfs == -math.inf or sweep_dbfs - floor_dbfs >= HEARD_DB
+
+
+def _not_heard_advice(volume: int | None) -> str:
+    played_at = f"the sweep played at the appliance's volume {volume} of 100" if volume is not None else (
+        "the appliance's volume")
+    return (
+        "the microphone does not hear the speaker; check the speaker is connected and audio.output_device, "
+        f"then the volume: {played_at} (`appliance ctl volume N` sets it, 0-100, and it is remembered) "
+        "and the card's own level (alsamixer, or amixer)"
+    )
+
+
+async def audio_test_command(cfg: Config, printer: Callable[[str], None] = print_now) -> int:
     report = await run_self_test(cfg)
     for line in report.lines():
-        printer(line)
+        printer(escape_controls(line))  # device names come from the drivers and the config file
     return 0 if report.ok else 1

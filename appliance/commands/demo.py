@@ -30,6 +30,7 @@ from appliance.settings.schema import AudioConfig, Config, LiveConfig
 from appliance.emulator.server import Emulator, EmulatorConfig, Scenario
 from appliance.settings.secrets import Secret
 from appliance.app.turntaking import Uplink
+from appliance.textsafe import escape_controls
 
 OFFLINE_KEY = Secret("offline-demo-key")
 REPLY_TEXT = "Echoing you back, since I am the offline emulator."
@@ -108,8 +109,8 @@ async def demo_command(out_dir: Path, text: str, printer: Callable[[str], None] 
             states.put_nowait(state)
 
         conductor.on_state = on_state
-        conductor.on_transcript = lambda who, words: timeline.say(
-            f"{'server heard' if who == 'user' else 'reply text'}: {words!r}"
+        conductor.on_transcript = lambda line: timeline.say(
+            f"{'server heard' if line.who == 'user' else 'reply text'}: {escape_controls(line.text)}"
         )
         capture = Capture(cfg.audio, uplink.on_frame, loop, pa=card, on_preroll=uplink.on_preroll)
         uplink.attach_gate(capture)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from appliance.commands.turn import AskError, TurnResult, collect_reply, connect
+from appliance.console import print_now
 from appliance.audio import wavio
 from appliance.settings.paths import state_dir
 from appliance.settings.schema import Config
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 async def ask_microphone(
-    cfg: Config, api_key: Secret, *, out: Path | None, printer: Callable[[str], None] = print
+    cfg: Config, api_key: Secret, *, out: Path | None, printer: Callable[[str], None] = print_now
 ) -> TurnResult:
     from appliance.audio.capture import Capture
     from appliance.audio.devices import AudioDeviceError, open_pyaudio

@@ -31,6 +31,8 @@ class ConnectionRecord:
     key_in_url: bool  # True if the credential came as ?key= / ?access_token= (our client must never do that)
     user_agent: str | None
     opened_at: float  # loop.time()
+    #: the client's Sec-WebSocket-Extensions offer (None: it asked for no compression)
+    extensions: str | None = None
     setup: dict[str, Any] | None = None  # normalised (camelCase) setup body, once accepted
     model: str | None = None  # model id without "models/"
     resumed_handle: str | None = None

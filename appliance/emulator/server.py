@@ -347,7 +347,7 @@ class Emulator:
         record = ConnectionRecord(
             id=next(self._ids), path=path, api_version=match["version"], endpoint=match["endpoint"],
             has_key=creds.has_key, key_in_url=creds.key_in_url, user_agent=request.headers.get("User-Agent"),
-            opened_at=asyncio.get_running_loop().time(),
+            opened_at=asyncio.get_running_loop().time(), extensions=request.headers.get("Sec-WebSocket-Extensions"),
         )
         self._journal.add_connection(record)
         scenario = self._scenario.copy()

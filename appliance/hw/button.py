@@ -10,6 +10,7 @@ with `call_soon_threadsafe`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import warnings
@@ -93,8 +94,16 @@ class GpioButton:
             pass
 
 
+#: how long `ctl tap` holds the virtual button down: well under the tap limit
+VIRTUAL_TAP_S = 0.02
+
+
 class VirtualButton:
-    """A button without a pin, for `appliance ctl press/release/tap` (call on the loop)."""
+    """A button without a pin, for `appliance ctl press/release/tap` (call on the loop).
+
+    A request on the socket does not bounce, so its edges count at once: `ctl press` during
+    a reply silences it without waiting out the GPIO button's `debounce_ms`.
+    """
 
     def __init__(
         self,
@@ -104,8 +113,7 @@ class VirtualButton:
         *,
         clock: Clock = time.monotonic,
     ) -> None:
-        self._gestures = GestureSource(cfg, loop, on_gesture, clock=clock)
-        self._settle_s = cfg.debounce_ms / 1000
+        self._gestures = GestureSource(dataclasses.replace(cfg, debounce_ms=0), loop, on_gesture, clock=clock)
         self._release: asyncio.TimerHandle | None = None
 
     @property
@@ -121,7 +129,7 @@ class VirtualButton:
         if self._release is not None:
             self._release.cancel()
         self.set_pressed(True)
-        self._release = self._gestures.loop.call_later(2 * self._settle_s + 0.02, self.set_pressed, False)
+        self._release = self._gestures.loop.call_later(VIRTUAL_TAP_S, self.set_pressed, False)
 
     def close(self) -> None:
         if self._release is not None:

@@ -22,6 +22,7 @@ import termios
 from collections.abc import Callable
 from typing import IO, Any
 
+from appliance.console import print_now
 from appliance.hw.button import ButtonError
 from appliance.hw.gestures import Gesture
 
@@ -34,10 +35,6 @@ HELP_LINE = "Keyboard button: Space = tap to talk, Enter = start/stop holding, n
 _SPACE = ord(" ")
 _ENTERS = (ord("\n"), ord("\r"))
 _READ_BYTES = 64
-
-
-def _print_line(line: str) -> None:
-    print(line, flush=True)
 
 
 class KeyboardButton:
@@ -55,7 +52,7 @@ class KeyboardButton:
         *,
         stream: IO[Any] | None = None,
         on_quit: Callable[[], None] | None = None,
-        printer: Callable[[str], None] = _print_line,
+        printer: Callable[[str], None] = print_now,
     ) -> None:
         self._loop = loop
         self._on_gesture = on_gesture
@@ -77,7 +74,7 @@ class KeyboardButton:
             if isinstance(exc, (OSError, termios.error)):
                 raise ButtonError(f"cannot read keys from the terminal ({exc}); use `appliance ctl`") from None
             raise
-        printer(HELP_LINE)
+        self._show(HELP_LINE)
 
     @property
     def holding(self) -> bool:
@@ -150,7 +147,13 @@ class KeyboardButton:
             if self._on_quit is not None:
                 self._on_quit()
         elif key in (ord("h"), ord("H"), ord("?")):
-            self._printer(HELP_LINE)
+            self._show(HELP_LINE)
+
+    def _show(self, line: str) -> None:
+        """A line for the person at the keys, out at once whatever printer was given (stdout may be a pipe)."""
+        self._printer(line)
+        if sys.stdout is not None:
+            sys.stdout.flush()
 
     def _emit(self, gesture: Gesture) -> None:
         log.debug("keyboard gesture: %s", gesture.value)

@@ -1,9 +1,11 @@
 """What each state looks like on the status LEDs: rhythm, colour and brightness, as plain values.
 
 No hardware here: `pattern_for` turns a state and the brightness cap into a `Pattern`, which the
-outputs in `led_outputs` hand to gpiozero and which status output and tests can read directly.
+outputs in `led_outputs` hand to gpiozero (or draw themselves, for an APA102 strip, with
+`Pattern.colour_at`) and which status output and tests can read directly.
 
-The rhythms (all peaks are multiplied by the brightness cap, `max_brightness` at start):
+The rhythms (all peaks are multiplied by the brightness cap: `max_brightness`, or
+`night_brightness` while night mode is on):
 
 =========== ======================================= ============================
 state       rhythm                                  RGB colour
@@ -17,18 +19,41 @@ offline     a short 0.2 s blink every 2 s           amber
 error       fast blink (4 Hz)                       red
 alarm       bright flash (3 Hz)                     white flashes over red
 =========== ======================================= ============================
+
+Listening, thinking and speaking have three different hues so a glance tells them apart; the
+owner may change any state's colour with `leds.colors` ("state:RRGGBB", read by `parse_colour`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 
 from appliance.hw.states import STATES
 
-__all__ = ["OFF", "Colour", "Pattern", "check_state", "pattern_for"]
+__all__ = [
+    "COLOUR_EXAMPLE", "OFF", "PULSE_FPS", "Colour", "Pattern", "UnknownLedState", "check_state",
+    "colour_overrides", "parse_colour", "pattern_for", "repeated_colour",
+]
 
 Colour = tuple[float, float, float]
 _BLACK: Colour = (0.0, 0.0, 0.0)
+
+#: steps per second of a pulse the appliance draws itself (gpiozero's own pulse() uses 25 too)
+PULSE_FPS = 25
+#: a `leds.colors` entry, as the error messages show it
+COLOUR_EXAMPLE = '"listening:0040FF"'
+_HEX_COLOUR = re.compile(r"[0-9A-Fa-f]{6}")
+
+
+def _blend(dark: Colour, lit: Colour, mix: float) -> Colour:
+    return (
+        dark[0] + (lit[0] - dark[0]) * mix,
+        dark[1] + (lit[1] - dark[1]) * mix,
+        dark[2] + (lit[2] - dark[2]) * mix,
+    )
 
 
 @dataclass(frozen=True)
@@ -65,6 +90,36 @@ class Pattern:
         if self.kind == "pulse":
             return f"pulse {1.0 / self.period_s:.1f} Hz up to {self.level:.2f}"
         return f"blink {self.on_time:g} s on, {self.off_time:g} s off at {self.level:.2f}"
+
+    def colour_at(self, t: float) -> Colour:
+        """The colour `t` seconds after the pattern started, drawn as gpiozero draws it on a pin:
+        a blink starts lit, a pulse starts dark and fades linearly up to the peak and back."""
+        if self.kind == "off":
+            return _BLACK
+        if self.kind == "solid" or self.period_s <= 0.0:
+            return self.colour
+        phase = t % self.period_s
+        if self.kind == "blink":
+            return self.colour if phase < self.on_time else self.off_colour
+        if phase < self.fade_in:
+            return _blend(self.off_colour, self.colour, phase / self.fade_in)
+        return _blend(self.off_colour, self.colour, 1.0 - (phase - self.fade_in) / self.fade_out)
+
+    def next_change(self, t: float) -> float | None:
+        """When, after `t`, `colour_at` may next differ; None for a pattern that never changes.
+
+        A blink changes only at its edges; a pulse every 1/PULSE_FPS s, and always exactly at
+        its peak and at the end of a cycle, so the brightest and darkest steps are both drawn.
+        """
+        if self.kind in ("off", "solid") or self.period_s <= 0.0:
+            return None
+        start = t - t % self.period_s
+        if self.kind == "blink":
+            edges = (start + self.on_time, start + self.period_s)
+        else:
+            step = (math.floor(t * PULSE_FPS + 1e-9) + 1) / PULSE_FPS
+            edges = (step, start + self.fade_in, start + self.period_s)
+        return min(edge for edge in edges if edge > t + 1e-9)
 
 
 OFF = Pattern()
@@ -109,13 +164,74 @@ def check_state(state: str) -> None:
         raise ValueError(f"unknown LED state {state!r}; use one of {', '.join(STATES)}")
 
 
-def pattern_for(state: str, *, cap: float, idle_brightness: float = 0.0) -> Pattern:
-    """The pattern `state` shows under brightness cap `cap` (ValueError for an unknown state)."""
+class UnknownLedState(ValueError):
+    """A `leds.colors` entry names a state the LEDs do not have; `state` is the name given."""
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+        super().__init__(f"names no LED state {state!r}; the states are {', '.join(STATES)}")
+
+
+def parse_colour(item: str) -> tuple[str, Colour]:
+    """One `leds.colors` entry, "state:RRGGBB" (a leading # is allowed), as (state, RGB 0..1).
+
+    ValueError says what is wrong in words that follow "item 'x' ..."; UnknownLedState
+    (a ValueError) when only the state's name is.
+    """
+    state, sep, digits = item.partition(":")
+    state, digits = state.strip(), digits.strip().removeprefix("#")
+    if not sep:
+        raise ValueError(f"must be STATE:RRGGBB, like {COLOUR_EXAMPLE}")
+    if state not in STATES:
+        raise UnknownLedState(state)
+    if not _HEX_COLOUR.fullmatch(digits):
+        raise ValueError(f"has colour {digits!r}; write six hex digits RRGGBB, like {COLOUR_EXAMPLE}")
+    red, green, blue = (int(digits[i:i + 2], 16) / 255.0 for i in (0, 2, 4))
+    return state, (red, green, blue)
+
+
+def repeated_colour(items: Iterable[str]) -> str | None:
+    """What is wrong when two `leds.colors` entries name one state, or None."""
+    seen: set[str] = set()
+    for item in items:
+        state = item.partition(":")[0].strip()
+        if state in seen:
+            return f"lists {state!r} twice; give each state one colour"
+        seen.add(state)
+    return None
+
+
+def colour_overrides(items: Iterable[str]) -> dict[str, Colour]:
+    """`leds.colors` as state -> colour; ValueError (naming the entry) for a bad or repeated one."""
+    items = tuple(items)
+    overrides: dict[str, Colour] = {}
+    for item in items:
+        try:
+            state, colour = parse_colour(item)
+        except ValueError as exc:
+            raise ValueError(f"entry {item!r} {exc}") from None
+        overrides[state] = colour
+    problem = repeated_colour(items)
+    if problem is not None:
+        raise ValueError(problem)
+    return overrides
+
+
+def pattern_for(
+    state: str, *, cap: float, idle_brightness: float = 0.0, colours: Mapping[str, Colour] | None = None,
+) -> Pattern:
+    """The pattern `state` shows under brightness cap `cap` (ValueError for an unknown state).
+
+    `colours` (from `colour_overrides`) replaces a state's peak colour; the alarm's red between
+    flashes stays, so an alarm is still unmistakable whatever colour its flash is.
+    """
     check_state(state)
     if state == "idle":
         style = _Style("solid", idle_brightness, _WHITE)
     else:
         style = _STYLES[state]
+    if colours and state in colours:
+        style = replace(style, colour=colours[state])
     level = style.level * cap
     if level <= 0.0:
         return OFF

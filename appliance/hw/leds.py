@@ -1,6 +1,6 @@
 """Status LEDs: show the appliance's state on whatever `[leds]` says is wired.
 
-Four wirings are supported (`LedsConfig.kind`):
+Five wirings are supported (`LedsConfig.kind`):
 
 - ``none``: nothing is driven, but the current state and pattern are still recorded, so
   `appliance ctl status`, the demo timeline and tests can see what *would* be shown.
@@ -9,17 +9,22 @@ Four wirings are supported (`LedsConfig.kind`):
 - ``per_state``: one LED per listed ``"state:pin"``; the LED of the current state shows that
   state's rhythm and all others are dark. A state without an LED shows nothing. Two states may
   share a pin (one LED for "offline" and "error", say).
+- ``apa102``: a strip of `count` APA102 ("DotStar") LEDs, all showing the state's colour, on
+  hardware SPI0 (the ReSpeaker 2-Mics HAT) or bit-banged on `data_pin` / `clock_pin` (the
+  Adafruit Voice Bonnet: 5 and 6), through gpiozero's SPI.
 
-Each state's rhythm and colour are in `appliance.hw.led_patterns`; the wirings' gpiozero calls
-are in `appliance.hw.led_outputs`. This module owns the `Leds` object and building it from the config.
+Each state's rhythm and colour are in `appliance.hw.led_patterns` (`leds.colors` may change a
+colour); the wirings' gpiozero calls are in `appliance.hw.led_outputs`, an APA102 frame's bytes in
+`appliance.hw.apa102`. This module owns the `Leds` object and building it from the config.
 
 Timing runs on gpiozero's own background threads (`pulse()` / `blink()`), and even starting
-or stopping a pattern can wait (gpiozero's `off()` joins its blink thread), so no gpiozero call
-is made by `Leds.show`: it records the state and posts it to the Leds' own worker thread,
-which makes the calls. `show` never waits for that thread, so it is safe to call from the
-asyncio loop, including from the code that sends microphone audio (which is how the listening
-LED is kept on exactly while audio leaves the device). The devices are opened by `build_leds`
-(once, at start-up) and closed on the worker by `Leds.close`.
+or stopping a pattern can wait (gpiozero's `off()` joins its blink thread); an APA102 strip is
+animated by the worker itself, and each of its SPI writes (bit-banged, on the Voice Bonnet) takes
+a while. So no gpiozero call is made by `Leds.show`: it records the state and posts it to the
+Leds' own worker thread, which makes the calls. `show` never waits for that thread, so it is
+safe to call from the asyncio loop, including from the code that sends microphone audio (which
+is how the listening LED is kept on exactly while audio leaves the device). The devices are
+opened by `build_leds` (once, at start-up) and closed on the worker by `Leds.close`.
 
 gpiozero is imported only by `build_leds` for a real wiring, so this module imports on a
 machine without it.
@@ -31,19 +36,23 @@ import logging
 import math
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from appliance.hw.apa102 import StripPins, StripWiringError, strip_pins
 from appliance.hw.led_outputs import (
+    KINDS,
     NoOutput,
     Output,
     PerStateOutput,
     RgbOutput,
     SingleOutput,
+    StripOutput,
     close_all,
     scaled_pwmled_class,
+    strip_device_class,
 )
-from appliance.hw.led_patterns import OFF, Pattern, check_state, pattern_for
+from appliance.hw.led_patterns import OFF, Pattern, check_state, colour_overrides, pattern_for
 from appliance.hw.states import STATES
 from appliance.settings.schema import LedsConfig
 
@@ -90,6 +99,7 @@ class Leds:
 
     def __init__(self, cfg: LedsConfig, output: Output | None = None) -> None:
         self._cfg = cfg
+        self._colours = colour_overrides(cfg.colors)  # ValueError for a bad entry; build_leds says it first
         self._output: Output = output if output is not None else NoOutput()
         self._cap = cfg.max_brightness
         self._state: str | None = None
@@ -108,7 +118,7 @@ class Leds:
 
     @property
     def kind(self) -> str:
-        """The configured wiring: none, pwm, rgb or per_state."""
+        """The configured wiring: none, pwm, rgb, per_state or apa102."""
         return self._cfg.kind
 
     @property
@@ -142,6 +152,18 @@ class Leds:
             if cap == self._cap:
                 return
             self._cap = float(cap)
+            if self._state is not None:
+                self._apply(self._state)
+
+    def use_settings(self, cfg: LedsConfig) -> None:
+        """Take new colours and idle brightness (a config reload); the wiring stays as it was built.
+
+        The brightness cap is night mode's (`set_brightness_cap`); ValueError for a bad colour.
+        """
+        colours = colour_overrides(cfg.colors)
+        with self._cond:
+            self._cfg = replace(self._cfg, colors=cfg.colors, idle_brightness=cfg.idle_brightness)
+            self._colours = colours
             if self._state is not None:
                 self._apply(self._state)
 
@@ -181,7 +203,8 @@ class Leds:
     def _apply(self, state: str) -> None:
         """Record `state` and post it to the worker (the caller holds the lock)."""
         if self._output.shows(state):
-            pattern = pattern_for(state, cap=self._cap, idle_brightness=self._cfg.idle_brightness)
+            pattern = pattern_for(state, cap=self._cap, idle_brightness=self._cfg.idle_brightness,
+                                  colours=self._colours)
         else:
             pattern = OFF
         self._state = state
@@ -194,18 +217,22 @@ class Leds:
         self._cond.notify_all()
 
     def _run(self, output: Output) -> None:
-        """The worker: render the newest job, one at a time, until close; then close the devices."""
+        """The worker: render the newest job, one at a time, until close; then close the devices.
+
+        Between jobs it wakes when the output asked for its next step (an APA102 strip's pulse).
+        """
+        delay: float | None = None
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._pending is not None or self._stopping)
+                self._cond.wait_for(lambda: self._pending is not None or self._stopping, delay)
                 if self._stopping:
                     break
                 job, self._pending = self._pending, None
-                assert job is not None
-                self._current = job
+                if job is not None:
+                    self._current = job
                 self._rendering = True
             try:
-                self._render(output, job)
+                delay = self._render(output, job) if job is not None else self._tick(output)
             finally:
                 with self._cond:
                     self._rendering = False
@@ -215,13 +242,24 @@ class Leds:
         except Exception as exc:  # noqa: BLE001 - closing is best effort; say so once
             _log.warning("status LEDs could not be released cleanly: %s", " ".join(str(exc).split()))
 
-    def _render(self, output: Output, job: _Job) -> None:
+    def _render(self, output: Output, job: _Job) -> float | None:
         try:
-            output.render(job.state, job.pattern)
+            return output.render(job.state, job.pattern)
         except Exception as exc:  # noqa: BLE001 - a broken LED must never stop the appliance
-            if not self._failed:
-                self._failed = True
-                _log.warning("status LED failed while showing %s: %s", job.state, " ".join(str(exc).split()))
+            self._warn_once(job.state, exc)
+            return None
+
+    def _tick(self, output: Output) -> float | None:
+        try:
+            return output.tick()
+        except Exception as exc:  # noqa: BLE001 - as in _render
+            self._warn_once(self._current.state if self._current else "?", exc)
+            return None
+
+    def _warn_once(self, state: str, exc: Exception) -> None:
+        if not self._failed:
+            self._failed = True
+            _log.warning("status LED failed while showing %s: %s", state, " ".join(str(exc).split()))
 
     def __repr__(self) -> str:
         return f"Leds(kind={self.kind!r}, state={self._state!r}, pattern={self._pattern.describe()!r})"
@@ -249,7 +287,20 @@ def _parse_state_pins(items: tuple[str, ...]) -> dict[str, int]:
     return pin_of_state
 
 
+def _strip_pins(cfg: LedsConfig) -> StripPins:
+    try:
+        return strip_pins(data_pin=cfg.data_pin, clock_pin=cfg.clock_pin, spi_bus=cfg.spi_bus,
+                          spi_device=cfg.spi_device)
+    except StripWiringError as exc:
+        raise LedsError(f"leds.{exc.key} {exc}") from None
+
+
 def _make_output(cfg: LedsConfig, pin_factory: Any) -> Output:
+    if cfg.kind == "apa102":
+        pins = _strip_pins(cfg)
+        strip = strip_device_class()(clock_pin=pins.clock, mosi_pin=pins.data, miso_pin=None,
+                                     select_pin=pins.select, pin_factory=pin_factory)
+        return StripOutput(strip, cfg.count)
     scaled_pwmled = scaled_pwmled_class()
     if cfg.kind == "pwm":
         return SingleOutput(scaled_pwmled(cfg.pin, active_high=cfg.active_high, pin_factory=pin_factory))
@@ -278,7 +329,28 @@ def _pins_text(cfg: LedsConfig) -> str:
         return f"leds.pin {cfg.pin}"
     if cfg.kind == "rgb":
         return f"leds.rgb_pins {', '.join(map(str, cfg.rgb_pins))}"
+    if cfg.kind == "apa102":
+        pins = _strip_pins(cfg)
+        select = f"GPIO{pins.select} as chip select (leds.spi_device = {cfg.spi_device})"
+        if cfg.data_pin < 0:
+            return f"SPI0 (GPIO{pins.clock} clock, GPIO{pins.data} data, {select})"
+        return f"leds.clock_pin {pins.clock} and leds.data_pin {pins.data} (and {select})"
     return f"leds.state_pins {', '.join(cfg.state_pins)}"
+
+
+def _pass_on_warnings(caught: list[warnings.WarningMessage], gpiozero: Any) -> None:
+    """gpiozero's fallback warnings as one log line each (or not at all); others as they were."""
+    for warning in caught:
+        if issubclass(warning.category, gpiozero.PinFactoryFallback):
+            continue  # the driver gpiozero settled on is what doctor reports
+        if issubclass(warning.category, gpiozero.SPISoftwareFallback):
+            _log.warning(
+                "status LEDs: %s; bit-banging the SPI0 pins instead, which works only while SPI is off. "
+                "For hardware SPI put dtparam=spi=on in config.txt (install.sh --hat does) and install "
+                "python3-spidev", " ".join(str(warning.message).split()),
+            )
+            continue
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def build_leds(cfg: LedsConfig, *, pin_factory: Any = None) -> Leds:
@@ -287,10 +359,16 @@ def build_leds(cfg: LedsConfig, *, pin_factory: Any = None) -> Leds:
     `pin_factory` is a gpiozero pin factory; None means gpiozero's default (`Device.pin_factory`,
     `GPIOZERO_PIN_FACTORY`, or whichever driver gpiozero finds).
     """
+    try:
+        colour_overrides(cfg.colors)
+    except ValueError as exc:
+        raise LedsError(f"leds.colors {exc}") from None
     if cfg.kind == "none":
         return Leds(cfg)
-    if cfg.kind not in ("pwm", "rgb", "per_state"):
-        raise LedsError(f"leds.kind must be none, pwm, rgb or per_state, not {cfg.kind!r}")
+    if cfg.kind not in KINDS:
+        raise LedsError(f"leds.kind must be one of {', '.join(KINDS)}, not {cfg.kind!r}")
+    if cfg.kind == "apa102":
+        _strip_pins(cfg)  # a wiring that cannot work is said before any pin is touched
     try:
         import gpiozero
     except ImportError:
@@ -301,10 +379,12 @@ def build_leds(cfg: LedsConfig, *, pin_factory: Any = None) -> Leds:
     def reason(exc: BaseException) -> str:
         return " ".join(str(exc).split()) or type(exc).__name__
 
+    groups = "the gpio and spi groups" if cfg.kind == "apa102" else "the gpio group"
+    caught: list[warnings.WarningMessage] = []
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
             # gpiozero warns once per driver it fails to load; the LedsError below says it in one line.
-            warnings.simplefilter("ignore", gpiozero.PinFactoryFallback)
+            warnings.simplefilter("always")
             output = _make_output(cfg, pin_factory)
     except gpiozero.BadPinFactory as exc:
         raise LedsError(
@@ -327,6 +407,7 @@ def build_leds(cfg: LedsConfig, *, pin_factory: Any = None) -> Leds:
     except (gpiozero.GPIOZeroError, OSError) as exc:
         raise LedsError(
             f"cannot drive the LEDs on {_pins_text(cfg)} ({reason(exc)}); check the wiring and GPIO "
-            f"permissions (the gpio group) {_NONE_ADVICE}"
+            f"permissions ({groups}) {_NONE_ADVICE}"
         ) from None
+    _pass_on_warnings(caught, gpiozero)
     return Leds(cfg, output)

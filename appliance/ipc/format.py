@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from appliance.ipc.wire import Reply, is_int
-from appliance.logsetup import escape_controls
+from appliance.textsafe import escape_controls
 
 _TURN_LABELS = {
     "press_to_start_ms": "press→start",
@@ -76,7 +76,8 @@ def _turn_line(turn: Any) -> str:
 def format_status(reply: Reply) -> str:
     """A readable summary of a status reply.
 
-    Understood fields: state, connection, session_age_s, volume (0-100), last_error, night
+    Understood fields: state, connection, model, voice, language (None: the model's default),
+    session_age_s, volume (0-100), last_error, night
     (how night mode stands, shown when the reply has it), timers, turns (a list of dicts;
     keys ending in _ms are shown as milliseconds, `at` as a wall-clock time); any other
     field is listed as is.
@@ -88,6 +89,11 @@ def format_status(reply: Reply) -> str:
 
     row("state", _show(reply.get("state")))
     row("connection", _show(reply.get("connection")))
+    for key in ("model", "voice"):
+        if key in reply:
+            row(key, _show(reply[key]))
+    if "language" in reply:
+        row("language", _show(reply["language"]) if reply["language"] else "the model's default")
     age = reply.get("session_age_s")
     row("session age", _human_duration(age) if isinstance(age, (int, float)) and not isinstance(age, bool) else "-")
     volume = reply.get("volume")
@@ -95,7 +101,8 @@ def format_status(reply: Reply) -> str:
     row("last error", _show(reply.get("last_error")) if reply.get("last_error") else "none")
     if "night" in reply:
         row("night", _show(reply["night"]))
-    shown = {"ok", "state", "connection", "session_age_s", "volume", "last_error", "night", "turns", "timers"}
+    shown = {"ok", "state", "connection", "model", "voice", "language", "session_age_s", "volume", "last_error",
+             "night", "turns", "timers"}
     for key, value in reply.items():
         if key in shown:
             continue
@@ -127,6 +134,12 @@ def format_timers(timers: list[Any]) -> str:
     return "\n".join(lines)
 
 
+def format_volume(reply: Reply) -> str:
+    """`volume: N%` from a reply that carries the volume (a status reply, for a bare `ctl volume`)."""
+    volume = reply.get("volume")
+    return f"volume: {volume}%" if is_int(volume) else f"volume: {_show(volume)}"
+
+
 def format_result(cmd: str, reply: Reply) -> str:
     """One line for a successful non-status command."""
     if cmd == "timers":
@@ -134,7 +147,8 @@ def format_result(cmd: str, reply: Reply) -> str:
     extras = {key: value for key, value in reply.items() if key != "ok"}
     headline = f"{cmd}: ok"
     if cmd == "volume" and is_int(extras.get("volume")):
-        headline = f"volume: {extras.pop('volume')}%"
+        headline = format_volume(extras)
+        del extras["volume"]
     elif cmd == "night" and "night" in extras:
         headline = f"night: {_show(extras.pop('night'))}"
     details = ", ".join(f"{key.replace('_', ' ')} {_show(value)}" for key, value in extras.items())

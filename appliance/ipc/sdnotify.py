@@ -19,6 +19,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -82,6 +83,15 @@ def watchdog() -> bool:
 
 def stopping() -> bool:
     return notify("STOPPING=1")
+
+
+def reloading() -> bool:
+    """A reload began; `ready()` ends it.
+
+    MONOTONIC_USEC (CLOCK_MONOTONIC, which time.monotonic reads on Linux) is what systemd's
+    Type=notify-reload needs to tell this reload from an earlier one; plain Type=notify ignores it.
+    """
+    return notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
 
 
 def watchdog_interval() -> float | None:

@@ -16,6 +16,8 @@ KNOWN_COMMANDS: tuple[str, ...] = (
 )
 #: the longest request line the server reads; the client reads replies up to four times this
 MAX_REQUEST_BYTES = 64 * 1024
+#: one short line, yet room for a sentence of ours around the service's whole close reason (a close
+#: frame holds at most 123 bytes); only a reason made mostly of escaped control characters is cut
 _MAX_ERROR_CHARS = 300
 
 Reply = dict[str, Any]

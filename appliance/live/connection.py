@@ -35,6 +35,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from appliance.live.channel import OrderedChannel
 from appliance.live.endpoint import check_endpoint
 from appliance.settings.secrets import RedactingFilter, Secret
+from appliance.textsafe import escape_controls
 from appliance.live import messages as p
 from appliance.live import cleaning
 from appliance.live.parser import parse_server_frame
@@ -511,6 +512,9 @@ class LiveSession:
                 ping_timeout=self._options.keepalive_timeout_s,
                 close_timeout=2.0,
                 max_size=MAX_FRAME_BYTES,
+                # No permessage-deflate: the frames are base64 PCM, and zlib over 50 of them a
+                # second costs more CPU on a Pi Zero than the few KB/s it saves on kitchen Wi-Fi.
+                compression=None,
                 logger=wire_log,
             )
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
@@ -685,11 +689,16 @@ class LiveSession:
         return {"x-goog-api-key": self._key.reveal()}
 
     def _redact(self, text: str) -> str:
-        """Close reasons and errors come from the wire: cleaned once here, the key removed."""
+        """Close reasons and errors come from the wire: cleaned and escaped once here, the key removed.
+
+        Kept whole: a close frame's reason is at most 123 bytes, far below `TEXT_LIMIT`, so the
+        owner reads what the service said (`ask`, `ctl status`, doctor, the log) with every
+        control character escaped, never cut.
+        """
         text = cleaning.clean_text(text, cleaning.TEXT_LIMIT)
         if self._key is not None and self._key.reveal():
             text = text.replace(self._key.reveal(), "[redacted]")
-        return text
+        return escape_controls(text)
 
     def _host(self) -> str:
         return urlsplit(self.url).netloc

@@ -9,36 +9,30 @@ the LED state names, the tool names, the night window parser), never restated he
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Callable
 
+from appliance.hw.led_patterns import UnknownLedState, parse_colour
 from appliance.hw.states import STATES as LED_STATES
 from appliance.live.endpoint import endpoint_problem
-from appliance.settings.display import looks_like_credential
+from appliance.live.profiles import known_models, strip_models_prefix
+from appliance.settings.display import closest, looks_like_credential
+from appliance.settings.path_rules import check_path
 from appliance.tools.names import TOOL_NAMES
 
 __all__ = [
     "MAX_BCM_PIN",
-    "MAX_NAME_BYTES",
-    "MAX_PATH_BYTES",
-    "MAX_SOCKET_PATH_BYTES",
     "check_device_rate",
     "check_endpoint",
     "check_key_file",
+    "check_led_colour",
     "check_led_pin",
     "check_night",
-    "check_path",
-    "check_socket_path",
     "check_time_zone",
     "check_tool_name",
+    "model_warning",
 ]
 
-#: what Linux allows for a whole path and for one name in it (PATH_MAX, NAME_MAX)
-MAX_PATH_BYTES = 4096
-MAX_NAME_BYTES = 255
-#: sun_path is 108 bytes including the terminating NUL
-MAX_SOCKET_PATH_BYTES = 107
 #: the highest GPIO number on the Pi's BCM numbering
 MAX_BCM_PIN = 53
 # The resampler's filter grows with the terms of the reduced ratio between two rates: every common rate
@@ -49,49 +43,11 @@ _MAX_RATE_RATIO_TERM = 6000
 check_endpoint = endpoint_problem
 
 
-def check_path(text: str) -> str | None:
-    """What the kernel (or pathlib) would refuse in a path, said before anything uses it."""
-    if not text:
-        return None
-    if "\x00" in text:
-        return "must not contain a NUL byte"
-    try:
-        raw = os.fsencode(text)
-    except UnicodeEncodeError:
-        return "holds characters no file name can (a lone surrogate)"
-    if len(raw) > MAX_PATH_BYTES:
-        return f"is {len(raw)} bytes long; a path can be at most {MAX_PATH_BYTES} bytes"
-    longest = max(len(part) for part in raw.split(b"/"))
-    if longest > MAX_NAME_BYTES:
-        return (
-            f"has a name of {longest} bytes in it; each part of a path can be at most "
-            f"{MAX_NAME_BYTES} bytes"
-        )
-    first = text.split("/", 1)[0]
-    if first.startswith("~") and os.path.expanduser(first) == first:
-        whose = "this user has no home directory" if first == "~" else f"there is no user {first[1:]}"
-        return f"starts with {first}, but {whose}; give an absolute path"
-    return None
-
-
 def check_key_file(path: str) -> str | None:
     """`live.api_key_file` is a path; someone pasting the key itself there is told so."""
     if path and looks_like_credential(path):
         return "looks like the API key itself; store the key in a mode-600 file and give its path"
     return check_path(path)
-
-
-def check_socket_path(path: str) -> str | None:
-    problem = check_path(path)
-    if problem or not path:
-        return problem
-    length = len(os.fsencode(os.path.expanduser(path)))
-    if length > MAX_SOCKET_PATH_BYTES:
-        return (
-            f"is {length} bytes long; a Unix socket path can be at most {MAX_SOCKET_PATH_BYTES} "
-            "bytes, choose a shorter one"
-        )
-    return None
 
 
 def check_device_rate(converted_to: int) -> Callable[[int], str | None]:
@@ -116,6 +72,18 @@ def check_led_pin(item: str) -> str | None:
         return f'must be STATE:PIN with STATE one of {", ".join(LED_STATES)}, like "listening:5"'
     if int(pin) > MAX_BCM_PIN:
         return f"names pin {int(pin)}; BCM pins go from 0 to {MAX_BCM_PIN}"
+    return None
+
+
+def check_led_colour(item: str) -> str | None:
+    """One `leds.colors` entry, "state:RRGGBB", as `appliance.hw.led_patterns` reads it."""
+    try:
+        parse_colour(item)
+    except UnknownLedState as exc:
+        guess = closest(exc.state, LED_STATES)
+        return f"{exc}; did you mean {guess}?" if guess else str(exc)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -150,3 +118,34 @@ def check_time_zone(name: str) -> str | None:
     except (ImportError, ValueError, KeyError, OSError):
         return "is not a known time zone; use an IANA name like Europe/Berlin, or empty for the system's"
     return None
+
+
+#: Live model ids the Gemini API no longer serves (live-protocol.md §6); the service closes a
+#: setup that names one with 1008 "... is not found for API version ...".
+_GONE_MODELS = {
+    "gemini-live-2.5-flash-preview": "was shut down on 2025-12-09",
+    "gemini-2.0-flash-live-001": "was shut down on 2025-12-09",
+    "gemini-live-2.5-flash-native-audio": "is served by Vertex AI only, not by the Gemini API",
+}
+
+
+def model_warning(name: str) -> str | None:
+    """Why `live.model` may not work, or None for a model this version knows.
+
+    A warning, not a refusal: new Live models come out faster than the appliance is updated,
+    so an unknown one is still tried, with only the setup fields every Live model accepts.
+    """
+    model_id = strip_models_prefix(name)
+    known = known_models()
+    if model_id in known:
+        return None
+    listed = ", ".join(known)
+    gone = _GONE_MODELS.get(model_id.lower())
+    if gone:
+        return f"{gone}, so the service will refuse it; use one of: {listed}"
+    guess = closest(model_id, known)
+    hint = f"did you mean {guess}? " if guess else ""
+    return (
+        "is not a model this version knows: it is tried with only the setup fields every Live model "
+        f"accepts; {hint}known models: {listed}"
+    )

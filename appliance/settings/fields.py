@@ -10,23 +10,21 @@ typed from TOML (`convert_typed`) or as text from the environment and `--set`
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from appliance.settings.display import name_looks_secret, show
+from appliance.settings.display import closest, name_looks_secret, show
 from appliance.settings.schema import Config
 
 __all__ = [
     "ENV_PREFIX",
     "Spec",
     "bound",
-    "closest",
     "constraint_problem",
     "convert_text",
     "convert_typed",
@@ -41,6 +39,8 @@ _FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 _SCALARS = (str, bool, int, float)
 _KIND_WORDS = {str: "a string", bool: "true or false", int: "a whole number", float: "a number"}
 _PLURAL_WORDS = {str: "strings", int: "whole numbers", float: "numbers"}
+#: past this many choices a "did you mean" comes before the list, which would bury it
+_LONG_CHOICES = 10
 
 
 @dataclass(frozen=True)
@@ -91,12 +91,6 @@ def sections() -> dict[str, tuple[type, dict[str, Spec]]]:
             specs[f.name] = Spec(section, f.name, kind, is_tuple, f.metadata)
         result[section] = (section_type, specs)
     return result
-
-
-def closest(word: str, options: Sequence[str]) -> str | None:
-    """The option `word` is most likely a typo of, for a "did you mean" hint."""
-    matches = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return matches[0] if matches else None
 
 
 def bound(number: float) -> str:
@@ -184,11 +178,13 @@ def _scalar_constraint_problem(spec: Spec, value: Any) -> tuple[Any, str | None]
         canonical = {c.lower(): c for c in choices}.get(str(value).lower())
         if canonical is None:
             retired = {k.lower(): v for k, v in (meta.get("retired") or {}).items()}
-            guess = closest(str(value).lower(), choices)
+            guess = closest(str(value), choices)
             if str(value).lower() in retired and not spec.secret:
                 hint = f"; {retired[str(value).lower()]}"
             else:
                 hint = f"; did you mean {guess}?" if guess and not spec.secret else ""
+            if hint and len(choices) > _LONG_CHOICES:  # the guess first, before a long list
+                return value, f"is not one of the {len(choices)} choices{hint} They are: {', '.join(choices)}"
             return value, f"must be one of: {', '.join(choices)}{hint}"
         value = canonical
     low, high = meta.get("min"), meta.get("max")

@@ -4,53 +4,51 @@ Precedence, lowest first: dataclass defaults < TOML file < environment
 (``APPLIANCE_<SECTION>_<KEY>``) < command line (``--set section.key=value``).
 Every layer is checked as it is applied, so a bad value is reported with the
 place it came from even if a later layer overrides it, and an unknown section
-or key is answered with "did you mean ...".  The config file itself is read
-only when it is a regular file of at most `CONFIG_MAX_BYTES`.
+or key is answered with "did you mean ...".  Which file, and how it is read (a
+regular file of at most `CONFIG_MAX_BYTES`), is `paths`' (`ctl` reads it too).
 
 What the settings are is `schema`'s; how a raw value becomes one is `fields`'.
+
+`collect_config` walks every layer to the end and returns every problem it met (what
+`appliance config check` lists); `load_config` is that same walk, refusing with the first
+problem, so the daemon and the check cannot disagree about what is wrong.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tomllib
 import types
-import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.atomicfile import FileRefused, read_regular_file
-from appliance.settings.checks import check_path
-from appliance.settings.display import name_looks_secret, show
+from appliance.settings.display import closest, name_looks_secret, show
+from appliance.settings.errors import ConfigError
 from appliance.settings.fields import (
     ENV_PREFIX,
     Spec,
-    closest,
     constraint_problem,
     convert_text,
     convert_typed,
     sections,
 )
-from appliance.settings.schema import Config, ConfigError
+from appliance.settings.paths import ENV_CONFIG_PATH, find_config_path, parse_config_text, read_config_text
+from appliance.settings.schema import Config
 from appliance.settings.secrets import API_KEY_ENV, CREDENTIAL_NAME
+from appliance.settings.validate import config_warnings, pin_clashes
+from appliance.textsafe import escape_controls
 
-__all__ = [
-    "CONFIG_MAX_BYTES",
-    "DEFAULT_CONFIG_PATH",
-    "ENV_CONFIG_PATH",
-    "find_config_path",
-    "load_config",
-]
+__all__ = ["Collected", "collect_config", "load_config", "origin_label"]
 
-DEFAULT_CONFIG_PATH = "/etc/appliance/config.toml"
-ENV_CONFIG_PATH = "APPLIANCE_CONFIG"
 _ENV_NOT_SETTINGS = frozenset({ENV_CONFIG_PATH})
-
-#: the config file is read only up to this size (a real one is a few KiB)
-CONFIG_MAX_BYTES = 256 * 1024
+# How each layer names itself in messages and in `Config.origins`.
+_FILE_ORIGIN = "in "
+_ENV_ORIGIN = "from environment variable "
+_SET_ORIGIN = "from --set"
+#: a section or key name from a file or the environment is cut to this in a message
+_MAX_SHOWN_NAME = 60
 
 
 # --------------------------------------------------------------------------- layers
@@ -58,34 +56,53 @@ CONFIG_MAX_BYTES = 256 * 1024
 
 @dataclass
 class _Layers:
-    """Effective raw values per section and where each came from."""
+    """Effective raw values per section, where each came from, and what was wrong on the way."""
 
     values: dict[str, dict[str, Any]] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    #: "section.key" whose latest value was refused (its default stands in for it)
+    bad: set[str] = field(default_factory=set)
+
+    def refuse(self, message: str, key: str = "") -> None:
+        self.problems.append(" ".join(message.splitlines()))
+        if key:
+            self.bad.add(key)
 
     def apply(self, spec: Spec, value: Any, origin: str) -> None:
         value, problem = constraint_problem(spec, value)
         if problem:
-            raise ConfigError(_invalid(spec, value, origin, problem))
+            self.refuse(_invalid(spec, value, origin, problem), spec.dotted)
+            return
         self.values.setdefault(spec.section, {})[spec.name] = value
         self.origins[spec.dotted] = origin
+        self.bad.discard(spec.dotted)
 
 
 def _invalid(spec: Spec, value: Any, origin: str, problem: str) -> str:
     return f"invalid {spec.dotted} = {show(value, hidden=spec.secret)} {origin}: {problem}"
 
 
-def _lookup_section(section: str, origin: str) -> dict[str, Spec]:
+def _name(text: str) -> str:
+    """A section or key name from a file or the environment, escaped and short enough for one line."""
+    text = escape_controls(text)
+    return text if len(text) <= _MAX_SHOWN_NAME else text[: _MAX_SHOWN_NAME - 3] + "..."
+
+
+def _section_specs(layers: _Layers, section: str, origin: str) -> dict[str, Spec] | None:
     known = sections()
     if section in known:
         return known[section][1]
     guess = closest(section, list(known))
     hint = f"did you mean [{guess}]?" if guess else f"known sections: {', '.join(known)}"
-    raise ConfigError(f"unknown section [{section}] {origin}; {hint}")
+    layers.refuse(f"unknown section [{_name(section)}] {origin}; {hint}")
+    return None
 
 
-def _lookup_key(section: str, key: str, origin: str, *, as_env: bool = False) -> Spec:
-    specs = _lookup_section(section, origin)
+def _spec(layers: _Layers, section: str, key: str, origin: str, *, as_env: bool = False) -> Spec | None:
+    specs = _section_specs(layers, section, origin)
+    if specs is None:
+        return None
     if key in specs:
         return specs[key]
     guess = closest(key, list(specs))
@@ -98,72 +115,45 @@ def _lookup_key(section: str, key: str, origin: str, *, as_env: bool = False) ->
             f"the API key never goes in the config: use {API_KEY_ENV}, the systemd credential "
             f"{CREDENTIAL_NAME}, or a mode-600 file named by live.api_key_file"
         )
-    raise ConfigError(f"unknown key {section}.{key} {origin}; {hint}")
+    layers.refuse(f"unknown key {section}.{_name(key)} {origin}; {hint}")
+    return None
 
 
-def _is_devnull(path: Path) -> bool:
-    """`--config /dev/null` is the usual way to say "no file": it reads as empty."""
+def _apply_raw(layers: _Layers, spec: Spec, raw: Any, origin: str, convert: Callable[[Spec, Any], Any]) -> None:
     try:
-        return os.path.samefile(path, os.devnull)
-    except (OSError, ValueError):
-        return False
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    if _is_devnull(path):
-        return {}
-    try:
-        data = read_regular_file(path, CONFIG_MAX_BYTES)
-    except FileRefused as exc:
-        raise ConfigError(f"config file {path} {exc.problem}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {path} is not valid UTF-8 text") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"TOML syntax error in {path}: {exc}") from None
-    except RecursionError:
-        raise ConfigError(
-            f"config file {path} nests tables or arrays too deeply to read; a config needs no nesting"
-        ) from None
-    except MemoryError:
-        raise ConfigError(f"config file {path} is too big to parse on this machine") from None
-    except ValueError as exc:  # e.g. an integer with thousands of digits
-        raise ConfigError(f"TOML value error in {path}: {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        value = convert(spec, raw)
+    except ValueError as exc:
+        layers.refuse(_invalid(spec, raw, origin, str(exc)), spec.dotted)
+        return
+    layers.apply(spec, value, origin)
 
 
 def _apply_file(layers: _Layers, path: Path) -> None:
-    origin = f"in {path}"
-    document = _read_toml(path)
+    origin = f"{_FILE_ORIGIN}{path}"
+    try:
+        document = parse_config_text(path, read_config_text(path))
+    except ConfigError as exc:  # unreadable or not TOML: nothing in it can be checked
+        layers.refuse(str(exc))
+        return
     for section, table in document.items():
         if not isinstance(table, dict):
-            _reject_top_level_key(section, origin)
-        _lookup_section(section, origin)
+            layers.refuse(_outside_section(section, origin))
+            continue
+        if _section_specs(layers, section, origin) is None:
+            continue
         for key, raw in table.items():
-            spec = _lookup_key(section, key, origin)
-            try:
-                value = convert_typed(spec, raw)
-            except ValueError as exc:
-                raise ConfigError(_invalid(spec, raw, origin, str(exc))) from None
-            layers.apply(spec, value, origin)
+            spec = _spec(layers, section, key, origin)
+            if spec is not None:
+                _apply_raw(layers, spec, raw, origin, convert_typed)
 
 
-def _reject_top_level_key(key: str, origin: str) -> typing.NoReturn:
+def _outside_section(key: str, origin: str) -> str:
     owners = [s for s, (_, specs) in sections().items() if key in specs]
     if owners:
         hint = f"move it under [{owners[0]}] (did you mean {owners[0]}.{key}?)"
     else:
         hint = f"settings belong in a section: {', '.join(f'[{s}]' for s in sections())}"
-    raise ConfigError(f"key {key} {origin} is outside any section; {hint}")
+    return f"key {_name(key)} {origin} is outside any section; {hint}"
 
 
 def _split_env_name(name: str) -> tuple[str, str]:
@@ -179,64 +169,114 @@ def _apply_env(layers: _Layers, env: Mapping[str, str]) -> None:
     for name in sorted(env):
         if not name.startswith(ENV_PREFIX) or name in _ENV_NOT_SETTINGS:
             continue
-        origin = f"from environment variable {name}"
+        origin = f"{_ENV_ORIGIN}{escape_controls(name)}"
         section, key = _split_env_name(name)
-        spec = _lookup_key(section, key, origin, as_env=True)
-        raw = env[name]
-        try:
-            value = convert_text(spec, raw)
-        except ValueError as exc:
-            raise ConfigError(_invalid(spec, raw, origin, str(exc))) from None
-        layers.apply(spec, value, origin)
+        spec = _spec(layers, section, key, origin, as_env=True)
+        if spec is not None:
+            _apply_raw(layers, spec, env[name], origin, convert_text)
 
 
 def _apply_overrides(layers: _Layers, overrides: Sequence[str]) -> None:
-    origin = "from --set"
     for item in overrides:
         name, sep, raw = item.partition("=")
         section, dot, key = name.strip().partition(".")
         if not sep or not dot or not section or not key:
             shown = show(item, hidden=name_looks_secret(item))
-            raise ConfigError(f"--set expects section.key=value, like live.model=NAME (got {shown})")
-        spec = _lookup_key(section, key, origin)
-        try:
-            value = convert_text(spec, raw)
-        except ValueError as exc:
-            raise ConfigError(_invalid(spec, raw, origin, str(exc))) from None
-        layers.apply(spec, value, origin)
+            layers.refuse(f"--set expects section.key=value, like live.model=NAME (got {shown})")
+            continue
+        spec = _spec(layers, section, key, _SET_ORIGIN)
+        if spec is not None:
+            _apply_raw(layers, spec, raw, _SET_ORIGIN, convert_text)
+
+
+def _build_sections(layers: _Layers) -> dict[str, Any]:
+    """Each section from its checked values, and the problems of the rules across its keys.
+
+    A rule that involves a key whose value was refused is skipped: it would judge the
+    default standing in for that value, not what the owner wrote.
+    """
+    built: dict[str, Any] = {}
+    for section, (section_type, specs) in sections().items():
+        instance = section_type(**layers.values.get(section, {}))
+        cross_checks = getattr(instance, "cross_checks", None)
+        for key, problem in cross_checks() if cross_checks else ():
+            involved = {f"{section}.{key}", *_mentioned_keys(section, problem)}
+            if involved & layers.bad:
+                continue
+            spec = specs[key]
+            origin = layers.origins.get(spec.dotted, "(default)")
+            message = _invalid(spec, getattr(instance, key), origin, problem)
+            layers.refuse(message + _related_origins(section, key, problem, layers), spec.dotted)
+        built[section] = instance
+    return built
+
+
+def _mentioned_keys(section: str, problem: str) -> list[str]:
+    """The "section.key" names a cross-key problem mentions, in order."""
+    found = re.findall(rf"\b{re.escape(section)}\.(\w+)", problem)
+    return list(dict.fromkeys(f"{section}.{key}" for key in found))
+
+
+def _related_origins(section: str, key: str, problem: str, layers: _Layers) -> str:
+    """Say where the other keys a cross-key problem mentions were set."""
+    notes = [
+        f"{dotted} was set {layers.origins[dotted]}"
+        for dotted in _mentioned_keys(section, problem)
+        if dotted != f"{section}.{key}" and dotted in layers.origins
+    ]
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 # --------------------------------------------------------------------------- public API
 
 
-def find_config_path(cli_path: str | None, env: Mapping[str, str]) -> Path | None:
-    """`--config PATH`, else `$APPLIANCE_CONFIG`, else the default file if present.
+@dataclass(frozen=True)
+class Collected:
+    """What walking every layer found."""
 
-    A file named explicitly (flag or environment) must exist.
-    """
-    if cli_path is not None:
-        return _explicit_path(cli_path, "--config")
-    from_env = env.get(ENV_CONFIG_PATH, "")
-    if from_env:
-        return _explicit_path(from_env, f"environment variable {ENV_CONFIG_PATH}")
-    default = Path(DEFAULT_CONFIG_PATH)
-    return default if default.exists() else None
+    #: the configuration, or None when anything was refused (the daemon would not start)
+    config: Config | None
+    #: every refusal in the order met (the file's, the environment's, --set's, then the
+    #: rules across keys); `load_config` raises the first
+    problems: tuple[str, ...]
+    #: pins given to two things across sections; loading allows them, GPIO later does not
+    clashes: tuple[str, ...]
+    #: what is allowed but may not work (a model this version does not know)
+    warnings: tuple[str, ...]
+    #: the config file read, or None when there is none (or the one named is unusable)
+    path: Path | None
 
 
-def _explicit_path(text: str, named_by: str) -> Path:
-    if not text.strip():
-        raise ConfigError(f"{named_by} is empty; give the path of a TOML config file")
-    problem = check_path(text)
-    if problem:
-        raise ConfigError(f"config file {show(text, hidden=False)} (named by {named_by}) {problem}")
-    path = Path(text).expanduser()
+def collect_config(
+    cli_path: str | None = None,
+    *,
+    env: Mapping[str, str] = os.environ,
+    overrides: Sequence[str] = (),
+) -> Collected:
+    """Apply defaults < file < environment < `--set`, going on past each problem to find them all."""
+    layers = _Layers()
+    path: Path | None = None
     try:
-        os.stat(path)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} (named by {named_by}) does not exist") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path} (named by {named_by}): {exc.strerror or exc}") from None
-    return path
+        path = find_config_path(cli_path, env)
+    except ConfigError as exc:
+        layers.refuse(str(exc))
+    if path is not None:
+        _apply_file(layers, path)
+    _apply_env(layers, env)
+    _apply_overrides(layers, overrides)
+    whole = Config(
+        **_build_sections(layers),
+        source=str(path) if path is not None else "defaults",
+        origins=types.MappingProxyType(dict(layers.origins)),
+    )
+    pins_refused = any(key.startswith(("button.", "leds.")) for key in layers.bad)
+    return Collected(
+        config=None if layers.problems else whole,
+        problems=tuple(layers.problems),
+        clashes=() if pins_refused else tuple(pin_clashes(whole)),
+        warnings=() if "live.model" in layers.bad else tuple(config_warnings(whole)),
+        path=path,
+    )
 
 
 def load_config(
@@ -245,36 +285,22 @@ def load_config(
     env: Mapping[str, str] = os.environ,
     overrides: Sequence[str] = (),
 ) -> Config:
-    """Build the configuration: defaults < file < environment < `--set` overrides."""
-    path = find_config_path(cli_path, env)
-    layers = _Layers()
-    if path is not None:
-        _apply_file(layers, path)
-    _apply_env(layers, env)
-    _apply_overrides(layers, overrides)
+    """Build the configuration: defaults < file < environment < `--set` overrides.
 
-    built: dict[str, Any] = {}
-    for section, (section_type, specs) in sections().items():
-        instance = section_type(**layers.values.get(section, {}))
-        cross_checks = getattr(instance, "cross_checks", None)
-        for key, problem in cross_checks() if cross_checks else ():
-            spec = specs[key]
-            origin = layers.origins.get(spec.dotted, "(default)")
-            message = _invalid(spec, getattr(instance, key), origin, problem)
-            raise ConfigError(message + _related_origins(section, key, problem, layers))
-        built[section] = instance
-    return Config(
-        **built,
-        source=str(path) if path is not None else "defaults",
-        origins=types.MappingProxyType(dict(layers.origins)),
-    )
+    Raises ConfigError with the first problem `collect_config` finds.
+    """
+    collected = collect_config(cli_path, env=env, overrides=overrides)
+    if collected.config is None:
+        raise ConfigError(collected.problems[0])
+    return collected.config
 
 
-def _related_origins(section: str, key: str, problem: str, layers: _Layers) -> str:
-    """Say where the other keys a cross-field problem mentions were set."""
-    notes = []
-    for other in dict.fromkeys(re.findall(rf"\b{re.escape(section)}\.(\w+)", problem)):
-        dotted = f"{section}.{other}"
-        if other != key and dotted in layers.origins:
-            notes.append(f"{dotted} was set {layers.origins[dotted]}")
-    return f" ({'; '.join(notes)})" if notes else ""
+def origin_label(origin: str | None) -> str:
+    """Where a value came from, as `appliance config show` says it: default, file PATH,
+    environment NAME or --set (`origin` is a `Config.origins` value, None for a default)."""
+    if origin is None:
+        return "default"
+    for prefix, label in ((_FILE_ORIGIN, "file "), (_ENV_ORIGIN, "environment "), (_SET_ORIGIN, "--set")):
+        if origin.startswith(prefix):
+            return label + origin[len(prefix):]
+    return origin

@@ -22,18 +22,24 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from appliance.audio.cleanup import INSTALL_HINT, MAX_AUTO_GAIN_DBFS, NOISE_SUPPRESSION_LEVELS
+from appliance.hw.apa102 import StripWiringError, strip_pins
+from appliance.hw.led_outputs import KINDS as LED_KINDS
+from appliance.hw.led_patterns import repeated_colour
+from appliance.live.profiles import DEFAULT_MODEL, known_models
+from appliance.live.voices import PREBUILT_VOICES
 from appliance.settings.checks import (
     MAX_BCM_PIN,
     check_device_rate,
     check_endpoint,
     check_key_file,
+    check_led_colour,
     check_led_pin,
     check_night,
-    check_path,
-    check_socket_path,
     check_time_zone,
     check_tool_name,
 )
+from appliance.settings.path_rules import check_path, check_socket_path
 from appliance.settings.secrets import API_KEY_ENV, CREDENTIAL_NAME
 from appliance.tools.names import TOOL_NAMES
 
@@ -41,7 +47,6 @@ __all__ = [
     "AudioConfig",
     "ButtonConfig",
     "Config",
-    "ConfigError",
     "ControlConfig",
     "LedsConfig",
     "LiveConfig",
@@ -53,13 +58,6 @@ __all__ = [
     "VadConfig",
     "setting",
 ]
-
-
-class ConfigError(Exception):
-    """A configuration problem, described in one line that says what to fix."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(message.splitlines()))
 
 
 def setting(
@@ -120,8 +118,16 @@ class LiveConfig:
         "the v1alpha BidiGenerateContentConstrained endpoint.",
         choices=("api_key", "ephemeral"),
     )
-    model: str = setting("gemini-3.8-live", "Live model name.", nonempty=True)
-    voice: str = setting("Kore", "Prebuilt voice for spoken replies.", nonempty=True)
+    model: str = setting(
+        DEFAULT_MODEL,
+        f"Live model id. This version knows {', '.join(known_models())}; another one is tried with "
+        "only the setup fields every Live model accepts, and `appliance config check` warns about it.",
+        nonempty=True,
+    )
+    voice: str = setting(
+        "Kore", "Prebuilt voice for spoken replies, one of the Live API's voices (any case).",
+        choices=PREBUILT_VOICES,
+    )
     language: str = setting(
         "",
         "Reply language as a BCP-47 tag like en-US; empty means the model's default.",
@@ -233,6 +239,18 @@ class AudioConfig:
         min=0, max=100,
     )
     earcons: bool = setting(True, "Play short sounds when listening starts and ends, and on errors.")
+    noise_suppression: int = setting(
+        0,
+        "WebRTC noise suppression of what the microphone hears during a turn (fans, taps, pans): 0 off, "
+        f"1 low, 2 moderate, 3 high, 4 very high; 2 suits a kitchen fan. Needs {INSTALL_HINT}.",
+        min=0, max=NOISE_SUPPRESSION_LEVELS,
+    )
+    auto_gain: int = setting(
+        0,
+        "WebRTC automatic gain during a turn: 0 off, else the target level in dB below full scale, as the "
+        f"library takes it (1.3.0 gives the same gain for any target). Needs {INSTALL_HINT}.",
+        min=0, max=MAX_AUTO_GAIN_DBFS,
+    )
 
     def cross_checks(self) -> Iterator[tuple[str, str]]:
         if self.postroll_max_ms < self.postroll_silence_ms:
@@ -284,8 +302,10 @@ class LedsConfig:
 
     kind: str = setting(
         "none",
-        "none; pwm (one LED on `pin`); rgb (an RGB LED on `rgb_pins`); per_state (one LED per state, `state_pins`).",
-        choices=("none", "pwm", "rgb", "per_state"),
+        "none; pwm (one LED on `pin`); rgb (an RGB LED on `rgb_pins`); per_state (one LED per state, "
+        "`state_pins`); apa102 (an APA102/DotStar strip of `count` LEDs on SPI, as on the ReSpeaker "
+        "2-Mics HAT and the Adafruit Voice Bonnet).",
+        choices=LED_KINDS,
     )
     pin: int = setting(12, "BCM pin of the single LED (kind = pwm).", min=0, max=MAX_BCM_PIN)
     rgb_pins: tuple[int, ...] = setting(
@@ -294,6 +314,30 @@ class LedsConfig:
     state_pins: tuple[str, ...] = setting(
         (), 'One LED per state as "state:pin" (kind = per_state), e.g. "listening:5", "error:6".',
         check=check_led_pin,
+    )
+    count: int = setting(3, "LEDs on the APA102 strip (kind = apa102); the HATs have 3.", min=1, max=64)
+    spi_bus: int = setting(
+        0, "SPI bus of the strip (kind = apa102); gpiozero drives hardware SPI on bus 0 (GPIO10/11).",
+        min=0, max=6,
+    )
+    spi_device: int = setting(
+        1,
+        "Chip select of the strip: 1 is /dev/spidev0.1 (GPIO7), which Seeed's ReSpeaker examples "
+        "open; 0 is /dev/spidev0.0 (GPIO8). APA102s ignore it, but gpiozero's SPI drives that pin.",
+        min=0, max=1,
+    )
+    data_pin: int = setting(
+        -1, "BCM pin of the strip's data line for software SPI (5 on the Voice Bonnet); -1 = hardware SPI.",
+        min=-1, max=MAX_BCM_PIN,
+    )
+    clock_pin: int = setting(
+        -1, "BCM pin of the strip's clock line for software SPI (6 on the Voice Bonnet); -1 = hardware SPI.",
+        min=-1, max=MAX_BCM_PIN,
+    )
+    colors: tuple[str, ...] = setting(
+        (),
+        'Colours instead of the defaults, as "state:RRGGBB" (kind = rgb or apa102), e.g. "listening:0040FF".',
+        check=check_led_colour,
     )
     active_high: bool = setting(True, "The LED lights when the pin is high (false for common-anode wiring).")
     max_brightness: float = setting(1.0, "Cap for every pattern, 0-1 (e.g. 0.3 for a bedroom).", min=0.0, max=1.0)
@@ -311,6 +355,15 @@ class LedsConfig:
             yield ("rgb_pins", "must list exactly three pins: red, green, blue")
         if self.kind == "per_state" and not self.state_pins:
             yield ("state_pins", 'must list at least one "state:pin" when leds.kind = per_state')
+        if self.kind == "apa102":
+            try:
+                strip_pins(data_pin=self.data_pin, clock_pin=self.clock_pin, spi_bus=self.spi_bus,
+                           spi_device=self.spi_device)
+            except StripWiringError as exc:
+                yield (exc.key, str(exc))
+        repeated = repeated_colour(self.colors)
+        if repeated is not None:
+            yield ("colors", repeated)
 
 
 @dataclass(frozen=True)
@@ -352,10 +405,25 @@ class ToolsConfig:
 class TimersConfig:
     """Kitchen timers, kept on the device."""
 
+    #: The quietest an alarm ever rings, on the audio.volume scale (not a setting: no annotation).
+    ALARM_VOLUME_FLOOR = 60
+
     ring_max_s: float = setting(600.0, "A ringing timer stops by itself after this long.", min=5, max=3600)
     ring_interval_s: float = setting(2.0, "Seconds between alarm sounds while ringing.", min=0.5, max=30)
+    alarm_volume: int = setting(
+        85,
+        "How loud a finished timer rings, 0-100 on the audio.volume scale but apart from it: turning the "
+        f"voice down (ctl volume) leaves the alarm as loud. Never below {ALARM_VOLUME_FLOOR}: a lower value "
+        f"rings at {ALARM_VOLUME_FLOOR}. The first rings of an alarm are softer, rising to it.",
+        min=0, max=100,
+    )
     max_timers: int = setting(20, "Most timers at once.", min=1, max=200)
     max_duration_h: float = setting(24.0, "Longest timer, in hours.", min=0.1, max=168)
+
+    @property
+    def alarm_level(self) -> int:
+        """The level the alarm rings at: alarm_volume, raised to the floor."""
+        return max(int(self.alarm_volume), self.ALARM_VOLUME_FLOOR)
 
 
 @dataclass(frozen=True)

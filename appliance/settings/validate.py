@@ -3,18 +3,20 @@
 `load_config` stops at the first problem, with where the value came from; `doctor` wants
 the whole list for a Config that may have been built or changed in code after loading.
 Both apply the same per-key and cross-key rules (the schema's), and this adds what only
-shows across sections: a GPIO pin given to both the button and an LED.
+shows across sections: a GPIO pin given to both the button and an LED.  `config_warnings`
+names what loads but may not work (a model this version does not know).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from appliance.settings.checks import model_warning
 from appliance.settings.display import show
 from appliance.settings.fields import constraint_problem, sections
 from appliance.settings.schema import Config
 
-__all__ = ["config_problems", "led_pins", "pin_clashes"]
+__all__ = ["config_problems", "config_warnings", "led_pins", "pin_clashes"]
 
 
 def config_problems(cfg: Config) -> list[str]:
@@ -34,6 +36,12 @@ def config_problems(cfg: Config) -> list[str]:
     return problems
 
 
+def config_warnings(cfg: Config) -> list[str]:
+    """What is allowed but may not work, one line each like "live.model = 'x': ..."."""
+    warning = model_warning(cfg.live.model)
+    return [f"live.model = {show(cfg.live.model, hidden=False)}: {warning}"] if warning else []
+
+
 def led_pins(cfg: Config) -> list[tuple[str, int]]:
     """(setting, BCM pin) for every LED pin the configured `leds.kind` uses."""
     leds = cfg.leds
@@ -48,6 +56,16 @@ def led_pins(cfg: Config) -> list[tuple[str, int]]:
             if pin.isdigit():
                 pins.append(("leds.state_pins", int(pin)))
         return pins
+    if leds.kind == "apa102":
+        from appliance.hw.apa102 import StripWiringError, strip_pins
+
+        try:
+            wired = strip_pins(data_pin=leds.data_pin, clock_pin=leds.clock_pin,
+                               spi_bus=leds.spi_bus, spi_device=leds.spi_device)
+        except StripWiringError:  # reported as the setting's own problem
+            return []
+        return [("leds.clock_pin", wired.clock), ("leds.data_pin", wired.data),
+                ("leds.spi_device (chip select)", wired.select)]
     return []
 
 

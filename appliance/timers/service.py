@@ -14,7 +14,7 @@ it knows in this process.  A timer goes off at whichever of the two comes first:
 A timer that goes off rings until it is stopped (`stop_ringing`, `cancel`) or until `ring_max_s`
 after it went off (measured on the monotonic clock).  The alarm sound and LEDs are not here: the
 owner gets `on_ring(timer)` once per timer and `on_change()` after every change, and asks
-`ringing()` / `any_ringing`.
+`ringing()` / `any_ringing`, and `alarm_level` for how loud to ring.
 
 The file (`timers.store`) is written off the event loop (fsync on an SD card can take long),
 coalescing bursts of changes; `flush()` waits for the file to catch up.
@@ -103,6 +103,9 @@ class TimerService:
         if self._started:
             return
         self._started = True
+        if self.cfg.alarm_volume < self.cfg.alarm_level:
+            log.info("timers.alarm_volume %d is below the floor: alarms ring at %d",
+                     self.cfg.alarm_volume, self.cfg.alarm_level)
         stored = self.store.load()
         self._next_id = stored.next_id
         wall, mono = self._wall(), self._mono()
@@ -148,6 +151,11 @@ class TimerService:
     async def flush(self) -> None:
         """Wait until the file holds the latest state."""
         await self._saved.wait()
+
+    def use_settings(self, cfg: TimersConfig) -> None:
+        """New limits and alarm settings (a config reload): the alarm level at the next ring, the rest for
+        timers set or going off from now on; timers already set or ringing are left as they are."""
+        self.cfg = cfg
 
     # ------------------------------------------------------------------ changes
 
@@ -221,6 +229,11 @@ class TimerService:
     @property
     def any_ringing(self) -> bool:
         return bool(self._ring_end)
+
+    @property
+    def alarm_level(self) -> int:
+        """How loud the alarm rings (0-100), apart from the speaker's volume: see TimersConfig.alarm_level."""
+        return self.cfg.alarm_level
 
     def ringing(self) -> builtins.list[Timer]:
         return [dataclasses.replace(self._timers[i]) for i in self._ring_end if i in self._timers]

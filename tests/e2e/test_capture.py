@@ -436,3 +436,121 @@ def test_start_on_a_missing_device_is_a_one_line_error(stereo_48k_s32: FileRig) 
         capture.close()  # idempotent
 
     asyncio.run(scenario())
+
+
+# ------------------------------------------------------------------------------------------------ noise suppression
+
+
+def kitchen_fan(n: int, rms: float, seed: int = 2) -> np.ndarray:
+    """A stand-in for an extractor fan: brown-ish rumble, hiss and a 100 Hz hum, at `rms`."""
+    rng = np.random.default_rng(seed)
+    rumble = np.cumsum(rng.normal(size=n))
+    rumble -= np.convolve(rumble, np.ones(400) / 400, mode="same")  # keep it from wandering off
+    t = np.arange(n) / RATE
+    y = rumble / rumble.std() + 0.6 * rng.normal(size=n) + 0.5 * np.sin(2 * np.pi * 100 * t)
+    return y * rms / y.std()
+
+
+def gain_db(est: np.ndarray, ref: np.ndarray) -> float:
+    """How much of `ref` is in `est` (least squares), in dB."""
+    return float(db(max(np.dot(est, ref) / np.dot(ref, ref), 1e-6)))
+
+
+def power_db(x: np.ndarray) -> float:
+    return float(10 * np.log10(np.mean(x**2)))
+
+
+class PressedCapture(PacedCapture):
+    """A gated PacedCapture whose button goes down at a given PortAudio callback, i.e. a known file position."""
+
+    def __init__(self, *args: Any, press_at: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._press_at = press_at
+
+    def _callback(self, *args: Any) -> tuple[None, int]:
+        if self.stats.callbacks == self._press_at:
+            self.listen()  # attribute stores only: from this callback on the gate is open
+        return super()._callback(*args)
+
+
+async def pressed_turn(cfg: AudioConfig, press_at: int, live: int) -> tuple[list[bytes], list[bytes]]:
+    """(pre-roll frames, the first `live` live frames) of a press at callback `press_at`."""
+    preroll: list[bytes] = []
+    frames: list[bytes] = []
+    done = asyncio.Event()
+    capture: PressedCapture
+
+    def on_frame(frame: bytes) -> None:
+        frames.append(frame)
+        if len(frames) == live:
+            capture.stop()
+            done.set()
+
+    capture = PressedCapture(cfg, on_frame, asyncio.get_running_loop(), on_preroll=preroll.append, press_at=press_at)
+    fmt = capture.start()
+    try:
+        await asyncio.wait_for(done.wait(), WAIT_S)
+    finally:
+        capture.close()
+    assert (fmt.rate, fmt.channels, fmt.frames_per_buffer) == (RATE, 1, FRAME_SAMPLES)  # one frame per callback
+    return preroll, frames
+
+
+def test_noise_suppression_turns_a_fan_down_and_keeps_the_words_and_the_first_syllable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appliance.audio.frames import ms_to_frames
+    from tests.e2e.test_endpoint import SENTENCE, words
+
+    rest_frames, lead_frames, tail_s = 100, 10, 1.5  # the speech begins 200 ms before the press
+    speech = words(SENTENCE)
+    start = (rest_frames - lead_frames) * FRAME_SAMPLES
+    n = start + speech.size + int(tail_s * RATE)
+    n += -n % FRAME_SAMPLES
+    clean = np.zeros(n)
+    clean[start : start + speech.size] = speech
+    noisy = as_int16((clean + kitchen_fan(n, 1500.0)) / 32768)  # about 7 dB SNR
+    rig = FileRig(tmp_path)
+    rig.add_capture("monomic", np.concatenate([noisy, np.zeros(RATE // 2, np.int16)]), rate=RATE, fmt="S16_LE")
+    rig.activate(monkeypatch)
+    preroll = ms_to_frames(AudioConfig().preroll_ms)
+    live = n // FRAME_SAMPLES - rest_frames
+
+    def turn(**cleanup: int) -> np.ndarray:
+        cfg = audio(input_device="monomic", input_channels=1, **cleanup)
+        pre, frames = asyncio.run(pressed_turn(cfg, rest_frames, live))
+        assert len(pre) == preroll and all(len(f) == FRAME_BYTES for f in pre + frames)
+        return np.frombuffer(b"".join(pre + frames), "<i2").astype(np.float64)
+
+    before, after = turn(), turn(noise_suppression=2)
+    origin = (rest_frames - preroll) * FRAME_SAMPLES
+    assert np.array_equal(before, noisy[origin:].astype(np.float64))  # off: the microphone's own samples
+    delay = int(np.argmax([np.dot(after[d:], before[: before.size - d]) for d in range(200)]))
+    assert delay < FRAME_SAMPLES  # a few ms (6 measured), far under a frame
+    after = np.concatenate([after[delay:], np.zeros(delay)])
+    ref = clean[origin:]
+    s0, s1 = start - origin, start - origin + speech.size
+    first, quiet = slice(s0, s0 + RATE // 10), slice(s1 + int(0.3 * RATE), None)
+
+    assert power_db(after[quiet]) - power_db(before[quiet]) < -10.0, "the fan was not turned down"
+    assert gain_db(after[s0:s1], ref[s0:s1]) > -4.0, "the words were turned down with it"
+    assert gain_db(after[first], ref[first]) > -4.0, "the first 100 ms of speech (in the pre-roll) were lost"
+    assert gain_db(after[first], ref[first]) > gain_db(after[s0:s1], ref[s0:s1]) - 1.0, "the start was smeared"
+
+
+@pytest.mark.parametrize("noise_suppression", [1, 2, 3, 4])
+def test_noise_suppression_moves_the_end_of_speech_by_at_most_one_frame(noise_suppression: int) -> None:
+    from appliance.audio.cleanup import Cleanup
+    from appliance.audio.endpointing import Endpointer
+    from appliance.settings.schema import VadConfig
+    from tests.e2e.test_endpoint import QUESTION, SENTENCE, drive, scene, words
+
+    for text in (SENTENCE, QUESTION):  # the endpointing tests' own scenes: -50 dBFS under the words
+        s = scene(words(text), tail_s=3.0)
+        cleaned = Cleanup(noise_suppression, 0).process(list(s.frames))
+        for mode in ("tap", "hold"):
+            release = s.speech_end_frame if mode == "hold" else None
+            raw = drive(Endpointer(mode, AudioConfig(), VadConfig()), s.frames, release_after=release)
+            got = drive(Endpointer(mode, AudioConfig(), VadConfig()), cleaned, release_after=release)
+            assert got.end_reason is raw.end_reason, (text, mode)
+            assert abs(got.end_frame - raw.end_frame) <= 1, (text, mode, raw.end_frame, got.end_frame)

@@ -9,16 +9,20 @@ import io
 import logging
 import os
 import pickle
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from appliance.settings import fields, loader
+from appliance.settings import fields, paths
 from appliance.live.endpoint import endpoint_url
 from appliance.settings.keys import load_api_key
-from appliance.settings.loader import find_config_path, load_config
-from appliance.settings.schema import Config, ConfigError, LiveConfig
+from appliance.settings.loader import load_config
+from appliance.settings.paths import find_config_path
+from appliance.settings.errors import ConfigError
+from appliance.settings.schema import Config, LiveConfig
 from appliance.settings.template import config_template
 from appliance.settings.secrets import RedactingFilter, Secret, install_redaction
 
@@ -76,7 +80,7 @@ def test_layers_merge_per_key_not_per_section(tmp_path: Path) -> None:
 
 
 def test_no_file_anywhere_gives_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loader, "DEFAULT_CONFIG_PATH", str(tmp_path / "absent.toml"))
+    monkeypatch.setattr(paths, "DEFAULT_CONFIG_PATH", str(tmp_path / "absent.toml"))
     cfg = load_config(env={})
     assert cfg.source == "defaults"
     assert (cfg.live, cfg.log) == (Config().live, Config().log)
@@ -86,7 +90,7 @@ def test_config_file_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     default = write(tmp_path, "", "default.toml")
     from_env = write(tmp_path, "", "env.toml")
     from_flag = write(tmp_path, "", "flag.toml")
-    monkeypatch.setattr(loader, "DEFAULT_CONFIG_PATH", str(default))
+    monkeypatch.setattr(paths, "DEFAULT_CONFIG_PATH", str(default))
     env = {"APPLIANCE_CONFIG": str(from_env)}
 
     assert find_config_path(str(from_flag), env) == from_flag
@@ -547,3 +551,92 @@ def test_template_documents_constraints() -> None:
     template = config_template()
     assert "# (one of: v1beta, v1alpha; env APPLIANCE_LIVE_API_VERSION)" in template
     assert "range 0.5..120" in template
+
+
+# ----------------------------------------------------------------------------- appliance config, as run over SSH
+
+
+def run_appliance(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The real command line in a fresh interpreter, with none of this shell's APPLIANCE_/GEMINI_ variables."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIANCE_", "GEMINI_"))}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "appliance", *args], capture_output=True, text=True,
+                          timeout=60, env=full_env, stdin=subprocess.DEVNULL)
+
+
+BROKEN = "[live]\nvoice = 'Koer'\nmodle = 'gemini-3.8-live'\n[audio]\nvolume = 700\n"
+
+
+def test_config_check_lists_every_mistake_where_every_other_command_stops_at_one(tmp_path: Path) -> None:
+    path = write(tmp_path, BROKEN)
+    refused = run_appliance("--config", str(path), "ask", "--text", "hi")
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1
+
+    checked = run_appliance("--config", str(path), "config", "check")
+    lines = checked.stdout.splitlines()
+    assert checked.returncode == 1 and checked.stderr == ""
+    assert lines[0] == refused.stderr.strip().removeprefix("appliance: ")  # the daemon's first is the check's first
+    assert "did you mean Kore?" in lines[0]
+    assert lines[1] == f"unknown key live.modle in {path}; did you mean live.model?"
+    assert lines[2] == f"invalid audio.volume = 700 in {path}: must be between 0 and 100"
+    assert lines[3] == f"3 mistakes (config file {path})"
+
+
+def test_config_show_refuses_a_broken_config_as_the_daemon_does_and_points_at_check(tmp_path: Path) -> None:
+    path = write(tmp_path, BROKEN)
+    refused = run_appliance("--config", str(path), "run")
+    shown = run_appliance("--config", str(path), "config", "show")
+    assert shown.returncode == 2 and shown.stdout == ""
+    assert shown.stderr == refused.stderr.rstrip("\n") + "; run `appliance config check` for the full list\n"
+
+
+def test_config_show_names_each_origin_and_hides_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "[live]\nvoice = 'puck'\n")
+    result = run_appliance("config", "show", env={"APPLIANCE_CONFIG": str(path), "APPLIANCE_VAD_AGGRESSIVENESS": "3",
+                                                  "GEMINI_API_KEY": FAKE_KEY})
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0 and FAKE_KEY not in result.stdout
+    assert f"live.voice = 'Puck'  (file {path})" in lines
+    assert "vad.aggressiveness = 3  (environment APPLIANCE_VAD_AGGRESSIVENESS)" in lines
+    assert "api key = set (hidden)  (environment variable GEMINI_API_KEY)" in lines
+
+
+def test_the_printed_template_checks_clean(tmp_path: Path) -> None:
+    template = run_appliance("config", "template")
+    assert template.returncode == 0 and template.stdout == config_template()
+    path = write(tmp_path, template.stdout)
+    checked = run_appliance("config", "check", str(path))
+    assert (checked.returncode, checked.stdout) == (0, f"no mistakes: config file {path}\n")
+
+
+# ----------------------------------------------------------------------------- close reasons
+
+
+def test_a_service_close_reason_reaches_the_owner_whole_escaped_and_without_the_key(tmp_path: Path) -> None:
+    """The longest reason a close frame holds (123 bytes), with escapes and the key in it."""
+    from appliance.ipc.wire import one_line
+    from appliance.textsafe import escape_controls
+
+    key = "test-key-reason-7f3a"
+    head = f"denied \x1b[2J\x1b]0;owned\x07 for {key}: "
+    reason = head + "é" * ((123 - len(head.encode())) // 2)
+    reason += "." * (123 - len(reason.encode()))
+    assert len(reason.encode()) == 123
+    expected = escape_controls(reason.replace(key, "[redacted]"))
+
+    emulator = subprocess.Popen([sys.executable, "-m", "appliance", "emulator", "--pace", "0",
+                                 "--scenario", f"reject-setup:1008:{reason}"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        url = emulator.stdout.readline().strip()
+        asked = run_appliance("--set", f"live.endpoint={url}", "ask", "--text", "hi", env={"GEMINI_API_KEY": key})
+    finally:
+        emulator.terminate()
+        emulator.wait(timeout=10)
+    assert asked.returncode == 3
+    assert asked.stderr.splitlines()[-1] == f"appliance ask: the service refused the session: {expected}"
+    assert "\x1b" not in asked.stderr and "\x07" not in asked.stderr and key not in asked.stderr
+    # an error reply over the control socket that quotes the reason keeps it whole too, even a
+    # plain 123-byte one after a sentence of ours
+    for quoted in (expected, "x" * 123):
+        assert one_line(f"cannot listen: the service refused the session (1008): {quoted}").endswith(quoted)

@@ -366,7 +366,7 @@ def test_ctl_without_a_daemon_exits_2_and_names_the_path(
 
 def test_ctl_rejects_bad_arguments_before_connecting(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "missing.sock"
-    for argv in (["volume", "loud"], ["volume", "101"], ["volume"], ["press", "now"]):
+    for argv in (["volume", "loud"], ["volume", "101"], ["volume", "10", "20"], ["press", "now"]):
         assert ctl_main(argv, missing) == 2
         err = capsys.readouterr().err
         assert "not running" not in err, f"{argv} should fail on its arguments, not on the socket"
@@ -404,11 +404,8 @@ def test_appliance_ctl_command_line_end_to_end(sock_path: Path) -> None:
     assert stopped.returncode == 1 and "no alarm is ringing" in stopped.stderr
 
 
-def test_appliance_ctl_reaches_the_daemon_through_a_config_with_a_mistake(sock_path: Path, tmp_path: Path) -> None:
-    """The owner's typo elsewhere in the file must not hide the state: ctl warns, then asks."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIANCE_", "GEMINI_"))}
-    config = tmp_path / "config.toml"
-    config.write_text(f'[live]\nmodle = "gemini-live"\n\n[control]\nsocket = "{sock_path}"\n')
+def appliance_ctl_status(config: Path, sock_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`appliance --config CONFIG ctl status` as its own process, while a stand-in daemon serves `sock_path`."""
     command = [sys.executable, "-m", "appliance", "--config", str(config), "ctl", "status"]
 
     async def scenario() -> subprocess.CompletedProcess:
@@ -416,15 +413,44 @@ def test_appliance_ctl_reaches_the_daemon_through_a_config_with_a_mistake(sock_p
             return await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=60,
                                            env=env, stdin=subprocess.DEVNULL)
 
-    result = run(scenario())
+    return run(scenario())
+
+
+def test_appliance_ctl_reaches_the_daemon_through_a_config_with_a_mistake(sock_path: Path, tmp_path: Path) -> None:
+    """The owner's typo elsewhere in the file must not hide the state: ctl does not even report it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIANCE_", "GEMINI_"))}
+    config = tmp_path / "config.toml"
+    config.write_text(f'[live]\nmodle = "gemini-live"\n\n[control]\nsocket = "{sock_path}"\n')
+
+    result = appliance_ctl_status(config, sock_path, env)
     assert result.returncode == 0, result.stderr
     assert "idle" in result.stdout and "connected" in result.stdout
-    assert result.stderr == (
-        f"appliance ctl: warning: the config has a mistake (unknown key live.modle in {config}; "
-        f"did you mean live.model?); using control socket {sock_path}\n"
-    )
+    assert result.stderr == ""
 
     # Only ctl is lenient: the daemon itself still refuses the file.
     refused = subprocess.run([sys.executable, "-m", "appliance", "--config", str(config), "run"],
                              capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
     assert refused.returncode == 2 and "unknown key live.modle" in refused.stderr
+
+
+def test_appliance_ctl_warns_once_about_a_config_that_is_not_toml_and_uses_the_default_socket(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIANCE_", "GEMINI_", "RUNTIME_DIRECTORY"))}
+    env["XDG_RUNTIME_DIR"] = str(tmp_path / "runtime")
+    default = tmp_path / "runtime" / "appliance" / "control.sock"
+    default.parent.mkdir(parents=True, mode=0o700)
+    config = tmp_path / "config.toml"
+    config.write_text('[control]\nsocket = "/run/elsewhere.sock\n')  # the string is never closed
+
+    result = appliance_ctl_status(config, default, env)
+    assert result.returncode == 0, result.stderr
+    assert "idle" in result.stdout and "connected" in result.stdout
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"appliance ctl: warning: TOML syntax error in {config}: ")
+    assert result.stderr.endswith(f"; using control socket {default}\n")
+
+
+def test_ctl_volume_without_a_value_prints_the_volume(sock_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    daemon = StandInDaemon()
+    assert ctl_against_server(sock_path, daemon, ["volume"]) == 0
+    assert capsys.readouterr().out == "volume: 50%\n"
+    assert daemon.calls == [("status", {})], "asking is not setting: the volume stays as it was"

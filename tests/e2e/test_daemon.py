@@ -271,12 +271,23 @@ def test_a_reply_that_never_comes_returns_to_idle_with_an_error(pulse, question,
     assert "no reply within 1.5 s" in conductor.last_error
 
 
-def test_the_keyboard_is_the_button_on_a_machine_without_gpio(pulse, tmp_path):
-    """`appliance run --keyboard` in a terminal: the help line, then `q` quits cleanly."""
+def test_the_keyboard_is_the_button_on_a_machine_without_gpio(pulse, question, tmp_path):
+    """`appliance run --keyboard` in a terminal: the help line, a held turn shown as one line per
+    speaker (not one word per line), then `q` quits cleanly."""
     import pty
 
+    answer = "Eggs and spinach make a fine omelette tonight."
+
+    async def read_until(master: int, seen: bytes, wanted: bytes, timeout: float) -> bytes:
+        deadline = time.monotonic() + timeout
+        while wanted not in seen:
+            assert time.monotonic() < deadline, seen
+            seen += await asyncio.to_thread(os.read, master, 4096)
+        return seen
+
     async def scenario():
-        async with Emulator(EmulatorConfig(pace=0), Scenario(reply="tone")) as emu:
+        scen = Scenario(reply="tone", tone_seconds=0.3, transcript=QUESTION, reply_text=answer)
+        async with Emulator(EmulatorConfig(pace=0), scen) as emu:
             env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIANCE_", "GEMINI_", "GPIOZERO_"))}
             env.update(pulse.env())
             env["GEMINI_API_KEY"] = KEY
@@ -296,6 +307,11 @@ def test_the_keyboard_is_the_button_on_a_machine_without_gpio(pulse, tmp_path):
                     assert time.monotonic() < deadline, seen
                     seen += await asyncio.to_thread(os.read, master, 4096)
                 await emu.wait_for(lambda e: e.connections and e.connections[0].setup_complete, 10)
+                os.write(master, b"\r")  # Enter: start holding
+                await speak(pulse, question)
+                os.write(master, b"\r")  # Enter: done
+                seen = await read_until(master, seen, b"answered: ", 20)
+                seen = await read_until(master, seen, answer.encode()[-12:], 5)
                 os.write(master, b"q")
                 code = await asyncio.wait_for(proc.wait(), 5)
             finally:
@@ -303,11 +319,14 @@ def test_the_keyboard_is_the_button_on_a_machine_without_gpio(pulse, tmp_path):
                     proc.kill()
                     await proc.wait()
                 os.close(master)
-            return code, emu
+            return code, emu, seen.decode(errors="replace")
 
-    code, emu = asyncio.run(scenario())
+    code, emu, shown = asyncio.run(scenario())
     assert code == 0
     assert emu.connections[0].closed_by == "client" and emu.connections[0].close_code == 1000
+    lines = [line.strip() for line in shown.replace("\r", "\n").split("\n")]
+    assert f"heard: {QUESTION}" in lines
+    assert f"answered: {answer}" in lines
 
 
 def test_a_question_asked_while_offline_is_answered_when_the_link_is_back(pulse, question, gpio, tmp_path, monkeypatch):

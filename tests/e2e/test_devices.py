@@ -312,3 +312,80 @@ def test_report_says_when_the_configured_device_matches_nothing(pa: Any) -> None
     inputs = report.split("Outputs")[0]
     assert not any(line.startswith(" * #") for line in inputs.splitlines())
     assert 'audio.input_device "respeaker" matches nothing' in inputs
+
+
+# ------------------------------------------------------------------------------------------------ the command
+
+
+def run_appliance(tmp_path: Path, command: str, *settings: str) -> subprocess.CompletedProcess[str]:
+    """`appliance COMMAND` as a person runs it, on the file rig, with an empty config and these --set values."""
+    rig = make_rig(tmp_path)
+    config = tmp_path / "config.toml"
+    config.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIANCE_", "GEMINI_"))}
+    env.update(rig.env())
+    argv = [sys.executable, "-m", "appliance", "--config", str(config), "--set", f"state.dir={tmp_path / 'state'}"]
+    for setting in settings:
+        argv += ["--set", setting]
+    return subprocess.run(argv + [command], capture_output=True, text=True, timeout=60, env=env,
+                          stdin=subprocess.DEVNULL)
+
+
+def run_devices(tmp_path: Path, *settings: str) -> subprocess.CompletedProcess[str]:
+    return run_appliance(tmp_path, "devices", *settings)
+
+
+def verdict_lines(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith("   audio.")]
+
+
+def test_the_command_fails_when_the_configured_microphone_matches_nothing(tmp_path: Path) -> None:
+    run = run_devices(tmp_path, "audio.input_device=respeaker", "audio.output_device=rigmic_raw")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert verdict_lines(run.stdout) == [
+        '   audio.input_device "respeaker" matches nothing: no input device matches "respeaker"; '
+        'inputs: "rigmic_raw", "rigmic", "rigmono_raw", "rigmono"; '
+        "set audio.input_device to one of them or part of a name"
+    ]
+    assert "appliance devices" not in run.stdout  # it never tells you to run what you are reading
+
+
+def test_the_command_fails_when_the_speaker_name_is_ambiguous(tmp_path: Path) -> None:
+    run = run_devices(tmp_path, "audio.input_device=rigmono", "audio.output_device=mic")
+    assert run.returncode == 1, run.stdout + run.stderr
+    [line] = verdict_lines(run.stdout)
+    assert line.startswith('   audio.output_device "mic" selects no device: "mic" matches 2 output devices: ')
+    assert "appliance devices" not in run.stdout
+
+
+def test_the_command_succeeds_when_both_settings_select_a_device(tmp_path: Path) -> None:
+    run = run_devices(tmp_path, "audio.input_device=rigmono", "audio.output_device=rigmic_raw")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert verdict_lines(run.stdout) == []
+    assert 'audio.input_device "rigmono" selects #' in run.stdout
+
+
+def test_the_command_escapes_a_setting_that_carries_terminal_controls(tmp_path: Path) -> None:
+    run = run_devices(tmp_path, "audio.input_device=res\x1b[2Jpeaker", "audio.output_device=rigmic_raw")
+    assert run.returncode == 1
+    assert "\x1b" not in run.stdout
+    assert '"res\\x1b[2Jpeaker" matches nothing' in run.stdout
+
+
+# ------------------------------------------------------------------------------------------------ audio-test
+
+
+def test_audio_test_on_a_silent_microphone_says_it_heard_nothing_instead_of_minus_infinity(tmp_path: Path) -> None:
+    """The rig's microphones give digital silence: there is no noise floor or margin to print, only what is missing."""
+    run = run_appliance(tmp_path, "audio-test", "audio.input_device=rigmic", "audio.output_device=rigmic_raw")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "inf" not in run.stdout and "nan" not in run.stdout.lower()
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith('microphone: "rigmic", ')
+    assert lines[1].startswith('speaker:    "rigmic_raw", ') and lines[1].endswith(", volume 70")
+    assert lines[2:4] == [
+        "levels: the microphone heard nothing (every sample was 0)",
+        "the microphone hears the speaker: not tested (the microphone heard nothing)",
+    ]
+    assert lines[4].startswith("PROBLEM: the microphone heard nothing (every sample was 0): is it muted (alsamixer")
+    assert lines[-1] == "audio test failed"

@@ -12,6 +12,7 @@ import re
 import shutil
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections import namedtuple
@@ -346,15 +347,78 @@ def test_pins_that_cannot_dim_fail_the_gpio_check(tmp_path):
     assert lines[0].endswith('fix the [leds] pins or the wiring, or set leds.kind = "none"')
 
 
-def test_gpio_on_a_machine_that_is_not_a_pi(tmp_path, monkeypatch):
+@pytest.fixture
+def no_gpio(monkeypatch):
+    """gpiozero left to its own choice of driver, as on a laptop or CI box: it finds none."""
     from gpiozero import Device
 
     monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
-    monkeypatch.setattr(Device, "pin_factory", None)  # gpiozero's own choice, as on a laptop or CI box
+    monkeypatch.setattr(Device, "pin_factory", None)
+
+
+NO_GPIO = ("this machine has no GPIO: set button.enabled = false and use `appliance run --keyboard` "
+           "or `appliance ctl press`")
+
+
+def test_gpio_on_a_machine_that_is_not_a_pi(tmp_path, no_gpio):
+    cfg = make_config(tmp_path, leds={"kind": "none"})
+    code, lines = run_doctor(cfg, make_env(tmp_path), "--only", "gpio")
+    assert code == 1
+    line = lines[0]
+    assert line.startswith("FAIL gpio: button: no usable GPIO on this machine")
+    assert line.endswith(f"— {NO_GPIO}; or, to keep this config for the Pi, check the rest with "
+                         "`appliance doctor --keyboard`")
+    assert line.count("appliance run --keyboard") == 1  # the button's own advice is not repeated
+
+
+def test_gpio_on_a_machine_that_is_not_a_pi_with_leds_configured_says_both(tmp_path, no_gpio):
     code, lines = run_doctor(make_config(tmp_path), make_env(tmp_path), "--only", "gpio")
     assert code == 1
-    assert lines[0].startswith("FAIL gpio: button: no usable GPIO on this machine")
-    assert "— this machine is not a Raspberry Pi: set button.enabled = false" in lines[0]
+    assert lines[0].endswith(f'— {NO_GPIO}; set leds.kind = "none" too (LEDs need GPIO as well)')
+
+
+def test_keyboard_mode_passes_the_gpio_check_on_a_machine_that_is_not_a_pi(tmp_path, no_gpio):
+    cfg = make_config(tmp_path, leds={"kind": "none"})  # button.enabled = true, as the Pi's config has it
+    code, lines = run_doctor(cfg, make_env(tmp_path), "--only", "gpio", "--keyboard")
+    assert code == 0, lines
+    assert lines == [
+        "PASS gpio: skipped: button not checked (--keyboard: `appliance run --keyboard` stands in for it) "
+        'and leds.kind = "none"',
+        "doctor: all 1 checks passed (1 skipped)",
+    ]
+
+
+def test_keyboard_mode_still_checks_the_leds(tmp_path, no_gpio):
+    code, lines = run_doctor(make_config(tmp_path), make_env(tmp_path), "--only", "gpio", "--keyboard")
+    assert code == 1
+    assert lines[0].startswith("FAIL gpio: LEDs: ")
+
+
+def test_keyboard_mode_leaves_the_button_pin_alone(tmp_path, gpio):
+    """A button pin another program holds fails the check; under --keyboard doctor does not touch it."""
+    from gpiozero import Button
+
+    held = Button(BUTTON_PIN, pin_factory=gpio)
+    try:
+        code, lines = run_doctor(make_config(tmp_path), make_env(tmp_path, gpio), "--only", "gpio")
+        assert code == 1
+        assert lines[0].startswith(f"FAIL gpio: button: GPIO{BUTTON_PIN} is already in use")
+
+        code, lines = run_doctor(make_config(tmp_path), make_env(tmp_path, gpio), "--only", "gpio", "--keyboard")
+    finally:
+        held.close()
+    assert code == 0, lines
+    assert lines[0] == ("PASS gpio: button not checked (--keyboard: `appliance run --keyboard` stands in for it); "
+                        f"pwm LEDs on GPIO {LED_PIN} via MockFactory")
+
+
+def test_the_doctor_help_says_how_a_machine_without_gpio_is_treated():
+    result = subprocess.run([sys.executable, "-m", "appliance", "doctor", "--help"], capture_output=True, text=True,
+                            timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "--keyboard I will press with the keyboard (`appliance run --keyboard`) or `appliance ctl press`" in text
+    assert 'with button.enabled = false and leds.kind = "none" the check is skipped and passes' in text
 
 
 def test_gpio_is_skipped_when_nothing_is_wired(tmp_path):

@@ -1,9 +1,11 @@
 """scripts/install.sh into an image root (--root) and scripts/provision-image.sh onto a boot partition.
 
-The installer runs for real, as root, against a skeleton of a Raspberry Pi OS root file
-system in a temporary directory: Debian's static groups (including `voice`), a `pi` user,
-a boot partition with config.txt.  `--skip-deps` keeps apt and pip out; `--root` implies
-no systemctl.  A stand-in `i2cdetect` on PATH decides what the "I2C bus" shows.
+The installer runs for real, as whoever runs the tests, against a skeleton of a Raspberry
+Pi OS root file system in a temporary directory: Debian's static groups (including `voice`),
+a `pi` user, a boot partition with config.txt.  `--skip-deps` keeps apt and pip out; `--root`
+implies no systemctl.  A stand-in `i2cdetect` on PATH decides what the "I2C bus" shows.
+As root the files get their real owners; as a normal user (a tree of their own needs no
+sudo) they stay that user's, which `owned()` expects.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,6 +47,16 @@ pi:x:1000:
 SHADOW = "root:*:19000:0:99999:7:::\npi:*:19000:0:99999:7:::\n"
 GSHADOW = "root:*::\nvoice:*::\naudio:*::pi\ngpio:!::pi\n"
 CONFIG_TXT = "# For more options see the Raspberry Pi documentation\ndtparam=audio=on\n\n[cm4]\notg_mode=1\n"
+
+
+AS_ROOT = os.geteuid() == 0
+#: who a normal user is when the tests run as root
+NOBODY = 65534
+
+
+def owned(uid: int = 0, gid: int = 0) -> tuple[int, int]:
+    """The owner the installer gives a file: the one asked for as root, else the user running it."""
+    return (uid, gid) if AS_ROOT else (os.getuid(), os.getgid())
 
 
 def i2c_grid(cells: dict[int, str]) -> str:
@@ -169,7 +182,7 @@ def copy_of_installed(installed: Path, tmp_path: Path) -> Path:
 def test_root_install_lays_out_the_program_and_unit(installed: Path) -> None:
     unit = installed / "etc/systemd/system/appliance.service"
     assert unit.read_bytes() == (REPO / "systemd/appliance.service").read_bytes()
-    assert mode_owner(unit) == (0o644, 0, 0)
+    assert mode_owner(unit) == (0o644, *owned())
     wants = installed / "etc/systemd/system/multi-user.target.wants"
     assert os.readlink(wants / "appliance.service") == "/etc/systemd/system/appliance.service"
 
@@ -181,8 +194,8 @@ def test_root_install_lays_out_the_program_and_unit(installed: Path) -> None:
     assert "ConditionPathExists=!/opt/appliance/venv/bin/appliance" in firstboot.read_text()
 
     src = installed / "opt/appliance/src"
-    assert mode_owner(src / "scripts/install.sh") == (0o755, 0, 0)
-    assert mode_owner(src / "appliance/cli.py") == (0o644, 0, 0)
+    assert mode_owner(src / "scripts/install.sh") == (0o755, *owned())
+    assert mode_owner(src / "appliance/cli.py") == (0o644, *owned())
     assert (src / "pyproject.toml").read_bytes() == (REPO / "pyproject.toml").read_bytes()
     assert not list(src.rglob("__pycache__"))
     assert os.readlink(installed / "usr/local/bin/appliance") == "/opt/appliance/venv/bin/appliance"
@@ -206,25 +219,27 @@ def test_root_install_creates_the_service_user_in_the_image(installed: Path) -> 
     assert mode_owner(installed / "etc/shadow")[0] == 0o640
 
     state = installed / "var/lib/appliance"
-    assert mode_owner(state) == (0o750, uid, gid)   # numeric ids of the image, not this machine's
+    assert mode_owner(state) == (0o750, *owned(uid, gid))   # numeric ids of the image, not this machine's
 
 
 def test_root_install_writes_key_root_only(installed: Path) -> None:
     key = installed / "etc/appliance/gemini-api-key"
     assert key.read_text().strip() == KEY
-    assert mode_owner(key) == (0o600, 0, 0)
-    assert mode_owner(installed / "etc/appliance") == (0o755, 0, 0)
+    assert mode_owner(key) == (0o600, *owned())
+    assert mode_owner(installed / "etc/appliance") == (0o755, *owned())
 
 
 def test_root_install_config_loads_with_the_hats_settings(installed: Path) -> None:
     path = installed / "etc/appliance/config.toml"
-    assert mode_owner(path) == (0o644, 0, 0)
+    assert mode_owner(path) == (0o644, *owned())
     cfg = load_config(str(path), env={})
     assert (cfg.audio.input_device, cfg.audio.output_device) == ("wm8960", "wm8960")
     assert (cfg.audio.input_rate, cfg.audio.output_rate) == (48000, 48000)  # WM8960: one rate both ways
     assert (cfg.audio.input_channels, cfg.audio.input_channel, cfg.audio.input_format) == (2, -1, "int16")
     assert (cfg.button.enabled, cfg.button.pin) == (True, 17)
-    assert cfg.leds.kind == "none"
+    # the HAT's three APA102s, on hardware SPI0 as /dev/spidev0.1
+    assert (cfg.leds.kind, cfg.leds.count, cfg.leds.spi_bus, cfg.leds.spi_device) == ("apa102", 3, 0, 1)
+    assert (cfg.leds.data_pin, cfg.leds.clock_pin) == (-1, -1)
     assert cfg.control.socket == "/run/appliance/control.sock"
     # Everything else stays the commented template, at the defaults.
     text = path.read_text()
@@ -319,8 +334,8 @@ def test_every_hats_config_loads(tmp_path: Path, hat: str) -> None:
     assert result.returncode == 0, result.stderr
     cfg = load_config(str(root / "etc/appliance/config.toml"), env={})
     expected = {
-        "respeaker-2mic-v2": ("seeed2micvoicec", 17, "none"),
-        "voice-bonnet": ("wm8960", 17, "none"),
+        "respeaker-2mic-v2": ("seeed2micvoicec", 17, "apa102"),
+        "voice-bonnet": ("wm8960", 17, "apa102"),
         "usb": ("USB", 17, "pwm"),
         "i2s-inmp441-max98357a": ("googlevoicehat", 17, "pwm"),
     }[hat]
@@ -330,6 +345,23 @@ def test_every_hats_config_loads(tmp_path: Path, hat: str) -> None:
         assert (cfg.audio.input_format, cfg.audio.input_channel, cfg.leds.pin) == ("int32", 0, 12)
     if hat == "voice-bonnet":
         assert "dtparam=spi=on" not in boot_block(root)   # its LEDs are bit-banged, not SPI
+        assert (cfg.leds.data_pin, cfg.leds.clock_pin, cfg.leds.count) == (5, 6, 3)
+    if hat == "respeaker-2mic-v2":
+        assert "dtparam=spi=on" in boot_block(root)       # its LEDs are on SPI0
+        assert (cfg.leds.data_pin, cfg.leds.clock_pin, cfg.leds.spi_device) == (-1, -1, 1)
+    if hat in ("respeaker-2mic-v2", "voice-bonnet"):
+        assert "not driven" not in result.stdout and "leds.kind = apa102" in result.stdout
+
+
+def test_switching_hats_leaves_no_led_strip_pins_behind(copy_of_installed: Path) -> None:
+    config = copy_of_installed / "etc/appliance/config.toml"
+    assert install(copy_of_installed, hat="voice-bonnet").returncode == 0
+    bonnet = load_config(str(config), env={}).leds
+    assert (bonnet.kind, bonnet.data_pin, bonnet.clock_pin) == ("apa102", 5, 6)
+    assert install(copy_of_installed, hat="respeaker-2mic-v1").returncode == 0
+    respeaker = load_config(str(config), env={}).leds
+    assert (respeaker.kind, respeaker.data_pin, respeaker.clock_pin) == ("apa102", -1, -1)
+    assert config.read_text().count("data_pin =") == 1, "one line per key, rewritten in place"
 
 
 # --------------------------------------------------------------------------- the key
@@ -341,7 +373,7 @@ def test_key_from_standard_input_and_replaced_by_a_new_one(copy_of_installed: Pa
     assert result.returncode == 0, result.stderr
     key = copy_of_installed / "etc/appliance/gemini-api-key"
     assert key.read_text() == STDIN_KEY + "\n"
-    assert mode_owner(key) == (0o600, 0, 0)
+    assert mode_owner(key) == (0o600, *owned())
     assert "AIzaAnother" not in result.stdout + result.stderr
 
 
@@ -417,6 +449,59 @@ def test_root_must_be_an_os_root(tmp_path: Path) -> None:
     result = run(INSTALL, "--root", str(tmp_path), "--non-interactive", "--skip-deps")
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "etc/passwd" in result.stderr
+
+
+# --------------------------------------------------------------------------- without sudo
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory any user may enter (pytest's own are private to whoever runs the tests)."""
+    with tempfile.TemporaryDirectory(prefix="install-") as name:
+        path = Path(name)
+        path.chmod(0o755)
+        yield path
+
+
+def run_as_normal_user(open_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """install.sh as a normal user: the one running the tests, or `nobody` when that is root.
+
+    A copy of the script is run, from where `nobody` can read it: these runs end before
+    the source is needed."""
+    script = open_dir / "install.sh"
+    shutil.copy(INSTALL, script)
+    if not AS_ROOT:
+        return run(script, *args)
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is needed to run the installer as a normal user"
+    return run(Path(setpriv), f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--", str(script), *args)
+
+
+def test_without_sudo_this_machine_is_refused(open_dir: Path) -> None:
+    result = run_as_normal_user(open_dir, "--non-interactive", "--skip-deps")
+    assert result.returncode == 1
+    assert result.stderr.startswith("install.sh: run as root: sudo ") and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_without_sudo_a_tree_you_cannot_write_is_refused_in_one_line(open_dir: Path) -> None:
+    root = make_root(open_dir / "root")
+    (root / "etc").chmod(0o555)
+    try:
+        result = run_as_normal_user(open_dir, "--root", str(root), "--non-interactive", "--skip-deps")
+    finally:
+        (root / "etc").chmod(0o755)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "/etc is not writable by " in lines[0] and "sudo" in lines[0], result.stderr
+    assert not (root / "etc/appliance").exists()
+
+
+def test_the_install_says_when_the_files_keep_their_makers_owner(tmp_path: Path) -> None:
+    root = make_root(tmp_path / "root")
+    result = install(root, hat=None)
+    assert result.returncode == 0, result.stderr
+    assert ("Laid out without sudo" in result.stdout) == (not AS_ROOT), result.stdout
+    assert mode_owner(root / "etc/appliance/config.toml")[1:] == owned()
 
 
 def test_help_lists_every_option() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from gpiozero import Button, Device, GPIOPinInUse, PWMLED
-from gpiozero.pins.mock import MockFactory, MockPWMPin
+from gpiozero.pins.mock import MockFactory, MockPWMPin, MockSPIDevice
 
 from appliance.settings.schema import LedsConfig
 from appliance.hw.led_patterns import pattern_for
@@ -474,3 +474,204 @@ def test_every_state_can_have_its_own_led(factory: MockFactory) -> None:
             assert others == pytest.approx([0.0] * len(others))
     finally:
         leds.close()
+
+
+# --------------------------------------------------------------------------- kind = apa102 (the HATs' LEDs)
+
+
+class FrameRecorder(MockSPIDevice):
+    """gpiozero's mock SPI device on the strip's pins, keeping every frame written to it as bytes.
+
+    A frame ends when gpiozero's SPI lets go of the chip-select line.
+    """
+
+    def __init__(self, **pins: object) -> None:
+        self.frames: list[bytes] = []
+        super().__init__(**pins)
+
+    def on_select(self) -> None:
+        if self.select_pin.state == self.select_high:
+            self.on_start()
+        elif self.rx_buf:
+            bits = [int(bit) for bit in self.rx_buf]
+            words = (bits[i:i + 8] for i in range(0, len(bits), 8))
+            self.frames.append(bytes(int("".join(map(str, word)), 2) for word in words))
+            self.rx_buf = []
+
+
+# (LedsConfig overrides, the pins the strip is on): the ReSpeaker's SPI0 and the Voice Bonnet's GPIO5/6
+STRIPS = {
+    "respeaker-spi0": ({}, {"clock_pin": 11, "mosi_pin": 10, "select_pin": 7}),
+    "bonnet-bitbang": ({"data_pin": 5, "clock_pin": 6}, {"clock_pin": 6, "mosi_pin": 5, "select_pin": 7}),
+}
+
+
+@pytest.fixture
+def spi_factory(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockFactory]:
+    # Plain MockPins: a strip needs no PWM. gpiozero's software SPI bus resolves Device.pin_factory
+    # even when it is handed a factory, so the mock is made the default too.
+    pin_factory = MockFactory()
+    monkeypatch.setattr(Device, "pin_factory", pin_factory)
+    yield pin_factory
+    pin_factory.reset()
+
+
+@pytest.fixture(params=sorted(STRIPS))
+def strip(request: pytest.FixtureRequest, spi_factory: MockFactory) -> Iterator[tuple[Leds, FrameRecorder]]:
+    """A three-LED strip built from the config as the installer writes it, and what it was sent."""
+    overrides, pins = STRIPS[request.param]
+    recorder = FrameRecorder(**pins, pin_factory=spi_factory)
+    leds = build_leds(dataclasses.replace(LedsConfig(), kind="apa102", idle_brightness=0.2, **overrides),
+                      pin_factory=spi_factory)
+    yield leds, recorder
+    leds.close()
+    recorder.close()
+
+
+def decode_frame(frame: bytes, count: int = 3) -> list[tuple[float, float, float]]:
+    """The light of each LED as RGB 0..1, read from the APA102 layout; checks start and end frames."""
+    assert frame[:4] == bytes(4), frame.hex()
+    end = frame[4 + 4 * count:]
+    assert end and set(end) == {0xFF} and len(end) * 8 >= count / 2, frame.hex()
+    lights = []
+    for i in range(4, 4 + 4 * count, 4):
+        head, blue, green, red = frame[i:i + 4]
+        assert head >> 5 == 0b111, frame.hex()
+        lights.append(tuple((head & 0x1F) / 31 * channel / 255 for channel in (red, green, blue)))
+    return lights  # type: ignore[return-value]
+
+
+def colours_of(recorder: FrameRecorder) -> list[tuple[float, float, float]]:
+    """The colour of every frame so far (all three LEDs always agree)."""
+    result = []
+    for frame in list(recorder.frames):
+        lights = decode_frame(frame)
+        assert lights[0] == lights[1] == lights[2]
+        result.append(lights[0])
+    return result
+
+
+def near(colour: tuple[float, ...], expected: tuple[float, ...]) -> bool:
+    return all(abs(a - b) <= 0.004 for a, b in zip(colour, expected))
+
+
+def wait_for_colours(recorder: FrameRecorder, *expected: tuple[float, ...]) -> list[tuple[float, ...]]:
+    """Wait until the strip has shown each of `expected`, in that order, after the frames seen so far."""
+    start = len(recorder.frames)
+
+    def shown_in_order() -> bool:
+        rest = iter(colours_of(recorder)[start:])
+        return all(any(near(colour, want) for colour in rest) for want in expected)
+
+    wait_until(shown_in_order, f"the strip to show {expected}")
+    return colours_of(recorder)[start:]
+
+
+@pytest.mark.parametrize(
+    ("state", "sequence"),
+    [
+        ("idle", [(0.2, 0.2, 0.2)]),                                   # dim white (idle_brightness 0.2)
+        ("listening", [(0, 0, 1)]),                                    # solid blue
+        ("thinking", [(0, 1, 1), (0, 0, 0), (0, 1, 1)]),               # cyan pulse
+        ("speaking", [(0, 1, 0), (0, 0, 0)]),                          # green breathe
+        ("error", [(1, 0, 0), (0, 0, 0), (1, 0, 0)]),                  # red blink
+        ("offline", [(1, 0.5, 0), (0, 0, 0)]),                         # amber blink
+        ("alarm", [(1, 1, 1), (1, 0, 0), (1, 1, 1), (1, 0, 0)]),       # white flashes over red
+    ],
+)
+def test_apa102_shows_each_state(strip: tuple[Leds, FrameRecorder], state: str,
+                                 sequence: list[tuple[float, ...]]) -> None:
+    leds, recorder = strip
+    leds.show(state)
+    colours = wait_for_colours(recorder, *sequence)
+    assert all(max(colour) <= 1.0 for colour in colours)
+    if leds.pattern.kind == "pulse":
+        in_between = [c for c in colours if 0.05 < max(c) < 0.95]
+        assert in_between, "a pulse fades through in-between levels"
+    if leds.pattern.kind == "blink":
+        assert all(near(c, sequence[0]) or near(c, leds.pattern.off_colour) for c in colours), colours
+
+
+def test_apa102_night_dims_every_state_and_keeps_its_colour(strip: tuple[Leds, FrameRecorder]) -> None:
+    leds, recorder = strip
+    leds.show("listening")
+    settle(leds)
+    leds.set_brightness_cap(0.1)  # what night mode does
+    settle(leds)
+    assert near(colours_of(recorder)[-1], (0, 0, 0.1))
+    head = recorder.frames[-1][4]
+    assert head & 0x1F == 4, "night dims with the 5-bit global brightness"
+    leds.show("alarm")
+    for colour in wait_for_colours(recorder, (0.1, 0.1, 0.1), (0.1, 0, 0)):
+        assert max(colour) <= 0.1 + 0.004
+    leds.set_brightness_cap(0.0)
+    settle(leds)
+    assert colours_of(recorder)[-1] == (0.0, 0.0, 0.0)
+
+
+def test_apa102_writes_nothing_when_nothing_changes(strip: tuple[Leds, FrameRecorder]) -> None:
+    leds, recorder = strip
+    leds.show("listening")
+    settle(leds)
+    assert len(recorder.frames) == 1
+    leds.show("listening")
+    leds.set_brightness_cap(leds.brightness_cap)
+    settle(leds)
+    assert len(recorder.frames) == 1, "the same state again sent a frame"
+
+    leds.show("idle")
+    settle(leds)
+    leds.set_brightness_cap(0.0)
+    settle(leds)
+    leds.show("listening")  # at cap 0 listening is as dark as idle at cap 0: nothing to send
+    leds.show("error")
+    settle(leds)
+    colours = colours_of(recorder)
+    assert len(colours) == 3 and near(colours[1], (0.2, 0.2, 0.2)) and colours[2] == (0.0, 0.0, 0.0)
+
+
+def test_apa102_close_turns_the_strip_dark_and_frees_its_pins(spi_factory: MockFactory) -> None:
+    recorder = FrameRecorder(clock_pin=6, mosi_pin=5, select_pin=7, pin_factory=spi_factory)
+    cfg = dataclasses.replace(LedsConfig(), kind="apa102", data_pin=5, clock_pin=6)
+    leds = build_leds(cfg, pin_factory=spi_factory)
+    leds.show("error")
+    settle(leds)
+    leds.close()
+    assert colours_of(recorder)[-1] == (0.0, 0.0, 0.0)
+    again = build_leds(cfg, pin_factory=spi_factory)  # the pins were released
+    again.close()
+    recorder.close()
+
+
+def test_apa102_count_and_chip_select_come_from_the_config(spi_factory: MockFactory) -> None:
+    recorder = FrameRecorder(clock_pin=11, mosi_pin=10, select_pin=8, pin_factory=spi_factory)
+    leds = build_leds(dataclasses.replace(LedsConfig(), kind="apa102", count=12, spi_device=0,
+                                          colors=("listening:FF8000",)), pin_factory=spi_factory)
+    try:
+        leds.show("listening")
+        settle(leds)
+        lights = decode_frame(recorder.frames[-1], 12)
+        assert len(recorder.frames[-1]) == 4 + 12 * 4 + 4
+        assert all(near(light, (1, 128 / 255, 0)) for light in lights)  # the owner's colour
+    finally:
+        leds.close()
+        recorder.close()
+
+
+def test_apa102_pins_taken_by_the_button_give_advice(spi_factory: MockFactory) -> None:
+    button = Button(6, pin_factory=spi_factory)
+    try:
+        cfg = dataclasses.replace(LedsConfig(), kind="apa102", data_pin=5, clock_pin=6)
+        with pytest.raises(LedsError, match=r"already in use.*leds\.clock_pin 6 and leds\.data_pin 5"):
+            build_leds(cfg, pin_factory=spi_factory)
+    finally:
+        button.close()
+
+
+def test_apa102_wiring_that_cannot_work_is_refused_before_any_pin(spi_factory: MockFactory) -> None:
+    with pytest.raises(LedsError, match=r"leds\.clock_pin must be set too when leds\.data_pin is"):
+        build_leds(dataclasses.replace(LedsConfig(), kind="apa102", data_pin=5), pin_factory=spi_factory)
+    with pytest.raises(LedsError, match=r"leds\.colors entry 'listening:blue' has colour 'blue'"):
+        build_leds(dataclasses.replace(LedsConfig(), kind="apa102", colors=("listening:blue",)),
+                   pin_factory=spi_factory)
+    assert not spi_factory.pins, "nothing was opened"

@@ -139,6 +139,12 @@ def test_notify_watchdog_and_restart_policy() -> None:
     assert int(_one("TimeoutStopSec")) <= 10
 
 
+def test_reload_sends_sighup_to_the_daemon() -> None:
+    """`systemctl reload appliance` reaches the handler `appliance.app.daemon` installs for SIGHUP."""
+    assert _one("ExecReload") == "/bin/kill -HUP $MAINPID"
+    assert _one("Type") == "notify", "notify-reload needs systemd 253; Bookworm has 252"
+
+
 def test_starts_the_daemon_with_the_installed_config() -> None:
     assert _one("ExecStart") == f"{SHIPPED_EXEC} --config ${{CONFIGURATION_DIRECTORY}}/config.toml run"
     for key in ("StateDirectory", "ConfigurationDirectory", "RuntimeDirectory"):

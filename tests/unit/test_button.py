@@ -532,3 +532,30 @@ def test_keyboard_without_a_terminal_is_one_clear_line() -> None:
         asyncio.run(main())
     finally:
         os.close(write_end)
+
+
+def test_a_press_on_the_control_socket_counts_at_once_and_a_tap_is_a_tap() -> None:
+    """`ctl press` has no contact to bounce: a barge-in by socket must not wait out debounce_ms."""
+    from appliance.hw.button import VirtualButton
+
+    async def scenario() -> tuple[list[Gesture], list[Gesture]]:
+        loop = asyncio.get_running_loop()
+        seen: list[Gesture] = []
+        tapped = asyncio.Event()
+
+        def on_gesture(gesture: Gesture) -> None:
+            seen.append(gesture)
+            if seen.count(Gesture.RELEASE_TAP) == 2:
+                tapped.set()
+
+        with VirtualButton(ButtonConfig(debounce_ms=200), loop, on_gesture) as button:
+            button.set_pressed(True)
+            at_once = list(seen)
+            button.set_pressed(False)
+            button.tap()
+            await asyncio.wait_for(tapped.wait(), 2)
+        return at_once, seen
+
+    at_once, seen = asyncio.run(scenario())
+    assert at_once == [Gesture.PRESS]
+    assert seen == [Gesture.PRESS, Gesture.RELEASE_TAP, Gesture.PRESS, Gesture.RELEASE_TAP]

@@ -4,6 +4,7 @@ to rest, and the next question's reply always plays."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -78,6 +79,30 @@ def test_a_question_is_answered_and_the_appliance_rests():
         assert rig.conductor.state is State.THINKING
         await rig.answered()
         assert rig.conductor.turns[-1].outcome == "answered"
+
+    run(body)
+
+
+def test_what_was_said_comes_out_as_one_line_per_speaker_and_a_cut_reply_says_so():
+    from appliance.app.transcript import TranscriptLine
+
+    async def body(rig: Rig):
+        said: list[TranscriptLine] = []
+        rig.conductor.on_transcript = said.append
+        turn = await rig.ask()
+        rig.session.serve(p.InputTranscript("set a timer"), p.InputTranscript(" for eggs"),
+                          p.OutputTranscript("Sure,"), AUDIO, p.OutputTranscript(" six minutes."),
+                          p.GenerationComplete(), DONE)
+        await rig.settle()
+        assert said == [TranscriptLine(turn, "user", "set a timer for eggs"),
+                        TranscriptLine(turn, "reply", "Sure, six minutes.")]
+        said.clear()
+        turn = await rig.ask()
+        rig.session.serve(p.OutputTranscript("Here is a long"), AUDIO)
+        await rig.settle()
+        rig.conductor.gesture(Gesture.PRESS)  # barge-in
+        await rig.settle()
+        assert said == [TranscriptLine(turn, "reply", "Here is a long", interrupted=True)]
 
     run(body)
 
@@ -295,5 +320,18 @@ def test_reply_audio_already_queued_when_the_user_cuts_in_is_not_played():
         await rig.settle()
         assert len(rig.speaker.fed) == 1
         assert rig.conductor.state is State.LISTENING
+
+    run(body)
+
+
+def test_status_says_which_model_voice_and_language_the_conversation_uses():
+    async def body(rig: Rig):
+        status = rig.conductor.status()
+        assert (status["model"], status["voice"], status["language"]) == ("gemini-3.8-live", "Kore", None)
+        assert list(status).index("connection") < list(status).index("model")
+        live = dataclasses.replace(rig.conductor.cfg.live, voice="Puck", language="de-DE")
+        rig.conductor.use_settings(dataclasses.replace(rig.conductor.cfg, live=live))
+        status = rig.conductor.status()
+        assert (status["voice"], status["language"]) == ("Puck", "de-DE")
 
     run(body)

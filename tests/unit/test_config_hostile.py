@@ -10,8 +10,10 @@ import pytest
 
 from appliance.settings import fields
 from appliance.settings.keys import KEY_FILE_MAX_BYTES, load_api_key
-from appliance.settings.loader import CONFIG_MAX_BYTES, load_config
-from appliance.settings.schema import Config, ConfigError, LiveConfig
+from appliance.settings.loader import load_config
+from appliance.settings.paths import CONFIG_MAX_BYTES
+from appliance.settings.errors import ConfigError
+from appliance.settings.schema import Config, LiveConfig
 
 
 def load_file(tmp_path: Path, text: str) -> Config:

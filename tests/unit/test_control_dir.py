@@ -11,7 +11,8 @@ import pytest
 from appliance.settings import paths
 from appliance.cli import main
 from appliance.settings.paths import control_socket_path, secure_control_socket_path
-from appliance.settings.schema import Config, ConfigError
+from appliance.settings.errors import ConfigError
+from appliance.settings.schema import Config
 
 NO_RUNTIME: dict[str, str] = {}  # neither RUNTIME_DIRECTORY nor XDG_RUNTIME_DIR
 

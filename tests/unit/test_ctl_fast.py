@@ -1,5 +1,5 @@
 """`appliance ctl` without asyncio: the blocking client against a real Unix socket served by a
-thread, and `ctl` finding its socket when the config file has a mistake.
+thread, and `ctl` finding its socket without loading the config (which may have a mistake).
 
 What is checked is what the owner sees: the reply, one error line and the exit code.
 """
@@ -18,12 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from appliance.cli import build_parser
+from appliance import cli
+from appliance.cli import build_ctl_only_parser, build_parser, command_word, main
 from appliance.ipc.client import MAX_REPLY_BYTES, DaemonNotRunning, request, request_sync
-from appliance.ipc.ctl import EXIT_ERROR_REPLY, EXIT_OK, EXIT_UNREACHABLE, ctl_command, run_ctl
-from appliance.ipc.wire import ControlError, encode_line
+from appliance.ipc.ctl import EXIT_ERROR_REPLY, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, ctl_command, run_ctl
+from appliance.ipc.wire import KNOWN_COMMANDS, ControlError, encode_line
 from appliance.settings import paths
-from appliance.settings.paths import salvage_socket_setting
+from appliance.settings.fields import sections
+from appliance.settings.paths import SOCKET_ENV, SOCKET_SETTING, control_socket_path_for, ctl_socket_setting
 
 WAIT = 10.0
 STATUS = {"ok": True, "state": "idle", "connection": "connected", "volume": 50}
@@ -175,7 +177,81 @@ def test_ctl_prints_a_garbled_reply_as_one_line_and_exits_1(sock_path: Path) -> 
     assert err.getvalue() == "appliance ctl: the daemon's reply to 'status' is not JSON\n"
 
 
-# -- the socket path from a config with a mistake --------------------------------------------------
+def test_volume_without_a_value_asks_for_the_status_and_prints_the_volume(sock_path: Path) -> None:
+    args = build_parser().parse_args(["ctl", "volume"])
+    out, err = io.StringIO(), io.StringIO()
+    with OneShotServer(sock_path, replying(encode_line(STATUS))) as server:
+        code = run_ctl(args, sock_path, stdout=out, stderr=err)
+    assert code == EXIT_OK and json.loads(server.received) == {"cmd": "status"}
+    assert (out.getvalue(), err.getvalue()) == ("volume: 50%\n", "")
+
+
+def test_volume_takes_at_most_one_value(sock_path: Path) -> None:
+    err = io.StringIO()
+    assert run_ctl(build_parser().parse_args(["ctl", "volume", "1", "2"]), sock_path, stderr=err) == EXIT_USAGE
+    assert err.getvalue().startswith("appliance ctl: volume takes one argument") and "not running" not in err.getvalue()
+
+
+# -- the command line: a small parser for ctl, the whole one for the help ---------------------------
+
+
+def test_the_help_lists_every_subcommand_and_every_ctl_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in ("demo", "ask", "run", "ctl", "doctor", "devices", "audio-test", "emulator"):
+        assert f" {name} " in text
+    ctl_help = text.split(" ctl ", 1)[1].split(" doctor ", 1)[0]
+    for cmd in KNOWN_COMMANDS:
+        assert cmd in ctl_help.replace(",", " ").split(), f"`appliance --help` does not list ctl {cmd}"
+
+
+@pytest.mark.parametrize(
+    ("argv", "word"),
+    [
+        (["ctl", "status"], "ctl"),
+        (["--config", "c.toml", "--set", "a.b=1", "--log-level", "debug", "ctl", "press"], "ctl"),
+        (["--config=c.toml", "--set=control.socket=/x", "ctl", "tap"], "ctl"),
+        (["--conf", "ctl", "run"], "run"),  # argparse's abbreviation, and a config file named "ctl"
+        (["--", "ctl"], "ctl"),
+        (["run", "ctl"], "run"),
+        (["--help", "ctl"], None),
+        (["-h"], None),
+        (["--version"], None),
+        (["--bogus", "ctl"], None),
+        ([], None),
+    ],
+)
+def test_the_command_word_is_found_past_the_global_options(argv: list[str], word: str | None) -> None:
+    assert command_word(argv) == word
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ctl", "status"],
+        ["--config", "c.toml", "--set", "control.socket=/x", "--set", "log.level=debug", "ctl", "volume", "+5"],
+        ["--log-level", "info", "ctl", "night", "auto", "--json", "--socket", "/run/s.sock"],
+    ],
+)
+def test_the_small_parser_reads_ctl_as_the_whole_parser_does(argv: list[str]) -> None:
+    assert build_ctl_only_parser().parse_args(argv) == build_parser().parse_args(argv)
+
+
+def test_main_runs_ctl_without_building_every_subcommands_parser(
+    sock_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse() -> None:
+        raise AssertionError("`appliance ctl` built the whole parser")
+
+    monkeypatch.setattr(cli, "build_parser", refuse)
+    with OneShotServer(sock_path, replying(encode_line(STATUS))) as server:
+        code = main(["--set", f"control.socket={sock_path}", "ctl", "volume"])
+    assert code == EXIT_OK and json.loads(server.received) == {"cmd": "status"}
+    assert capsys.readouterr().out == "volume: 50%\n"
+
+
+# -- the socket path without loading the config ----------------------------------------------------
 
 
 def ctl_args(*words: str):
@@ -185,6 +261,7 @@ def ctl_args(*words: str):
 def test_ctl_reaches_the_daemon_named_in_a_config_that_has_another_mistake(
     tmp_path: Path, sock_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The other mistake is `appliance config check`'s and the daemon's to report, not ctl's."""
     config = tmp_path / "config.toml"
     config.write_text(f'[live]\nmodle = "x"\n\n[control]\nsocket = "{sock_path}"\n')
     with OneShotServer(sock_path, replying(encode_line(STATUS))) as server:
@@ -192,9 +269,33 @@ def test_ctl_reaches_the_daemon_named_in_a_config_that_has_another_mistake(
     assert code == EXIT_OK and json.loads(server.received) == {"cmd": "status"}
     captured = capsys.readouterr()
     assert "idle" in captured.out and "connected" in captured.out
-    assert captured.err.count("\n") == 1
-    assert captured.err.startswith("appliance ctl: warning: the config has a mistake (unknown key live.modle")
-    assert captured.err.rstrip().endswith(f"; using control socket {sock_path}")
+    assert captured.err == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('[control]\nsocket = "/run/unclosed.sock\n', "TOML syntax error in {config}: "),
+        ('[control]\nsocket = "/' + "x" * 200 + '"\n', "invalid control.socket = '/xxx"),
+        ("[control]\nsocket = 7\n", "invalid control.socket = 7 in {config}: expected a string"),
+    ],
+    ids=["not TOML", "too long", "not a string"],
+)
+def test_an_unusable_socket_setting_is_one_warning_and_ctl_goes_on_with_the_default(
+    tmp_path: Path, sock_path: Path, capsys: pytest.CaptureFixture[str], text: str, problem: str
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(text)
+    env = {"XDG_RUNTIME_DIR": str(tmp_path)}
+    default = control_socket_path_for("", env)
+    default.parent.mkdir()
+    with OneShotServer(default, replying(encode_line(STATUS))):
+        code = ctl_command(ctl_args("--config", str(config), "ctl", "status"), env=env)
+    assert code == EXIT_OK
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("appliance ctl: warning: " + problem.format(config=config))
+    assert lines[0].endswith(f"; using control socket {default}")
 
 
 def test_a_config_that_loads_gives_no_warning(
@@ -214,21 +315,55 @@ def test_the_socket_comes_from_the_highest_layer_where_it_is_valid(tmp_path: Pat
     flag = "control.socket=/run/from-set.sock"
     too_long = "control.socket=/" + "x" * 200
 
-    assert salvage_socket_setting(str(config), [flag, too_long], env) == "/run/from-set.sock"
-    assert salvage_socket_setting(str(config), [too_long], env) == "/run/from-env.sock"
-    assert salvage_socket_setting(str(config), [], {}) == "/run/from-file.sock"
-    config.write_text('[control]\nsocket = "/run/unclosed.sock\n')  # not TOML: nothing in it is trusted
-    assert salvage_socket_setting(str(config), [], {}) == ""
-    config.write_text(f'[control]\nsocket = "/{"x" * 200}"\n')
-    assert salvage_socket_setting(str(config), [], {}) == ""
-    assert salvage_socket_setting(str(tmp_path / "missing.toml"), [], {}) == ""
+    assert ctl_socket_setting(str(config), [too_long, flag], env) == ("/run/from-set.sock", [])
+    value, problems = ctl_socket_setting(str(config), [flag, too_long], env)
+    assert value == "/run/from-set.sock", "the last --set is invalid, so the one before it counts"
+    assert len(problems) == 1 and problems[0].startswith("invalid control.socket = '/xxx")
+    assert problems[0].endswith("from --set: is 201 bytes long; a Unix socket path can be at most 107 bytes, "
+                                "choose a shorter one")
+    assert ctl_socket_setting(str(config), [too_long], env)[0] == "/run/from-env.sock"
+    assert ctl_socket_setting(str(config), [], {}) == ("/run/from-file.sock", [])
+    assert ctl_socket_setting(str(config), ["control.socket="], env) == ("", []), "empty means the default"
+    assert ctl_socket_setting(None, [], {"APPLIANCE_CONFIG": str(config)})[0] == "/run/from-file.sock"
+    config.write_text('[control]\n"\\u0073ocket" = "/run/escaped.sock"\n')
+    assert ctl_socket_setting(str(config), [], {}) == ("/run/escaped.sock", [])
 
 
-def test_a_fifo_as_the_config_falls_back_without_blocking(tmp_path: Path) -> None:
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo, 0o600)  # reading it would block until a writer came, and none will
-    assert salvage_socket_setting(str(fifo), ["control.socket=/run/a.sock"], {}) == "/run/a.sock"
-    assert salvage_socket_setting(str(fifo), [], {}) == ""
+def test_a_config_that_does_not_set_the_socket_is_not_even_parsed(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[live\nmodle = "unclosed\n')
+    assert ctl_socket_setting(str(config), [], {}) == ("", [])
+
+
+@pytest.mark.parametrize(
+    ("where", "problem"),
+    [
+        ("missing.toml", "config file {path} (named by --config) does not exist"),
+        ("fifo", "config file {path} is a FIFO, not a regular file"),
+        ("/dev/null", None),
+    ],
+)
+def test_a_config_file_that_cannot_be_read_leaves_the_default(tmp_path: Path, where: str, problem: str | None) -> None:
+    path = tmp_path / where
+    if where == "fifo":
+        os.mkfifo(path, 0o600)  # reading it would block until a writer came, and none will
+    assert ctl_socket_setting(str(path), ["control.socket=/run/a.sock"], {}) == ("/run/a.sock", [])
+    assert ctl_socket_setting(str(path), [], {}) == ("", [problem.format(path=path)] if problem else [])
+
+
+def test_ctl_looks_for_the_socket_under_the_names_the_schema_gives_it() -> None:
+    spec = sections()["control"][1]["socket"]
+    assert (SOCKET_SETTING, SOCKET_ENV) == (spec.dotted, spec.env_name)
+
+
+def test_the_socket_paths_only_rule_is_the_one_ctl_applies_without_the_schema() -> None:
+    """ctl accepts a valid socket string after check_socket_path alone: that must stay the whole rule."""
+    from appliance.settings.path_rules import check_socket_path
+
+    spec = sections()["control"][1]["socket"]
+    assert spec.kind is str and not spec.is_tuple
+    assert {key for key, value in spec.meta.items() if value} <= {"check", "help", "default"}
+    assert spec.meta["check"] is check_socket_path
 
 
 def test_the_fallback_socket_directory_must_still_be_private(
@@ -247,6 +382,15 @@ def test_the_fallback_socket_directory_must_still_be_private(
 
     lines = capsys.readouterr().err.splitlines()
     assert code == EXIT_UNREACHABLE
-    assert len(lines) == 2 and lines[0].startswith("appliance ctl: warning: the config has a mistake")
-    assert lines[1].startswith("appliance: ") and "open to other users" in lines[1]
+    assert len(lines) == 1 and lines[0].startswith("appliance: ") and "open to other users" in lines[0]
     assert stat.S_IMODE(shared.stat().st_mode) == 0o777
+
+
+def test_a_socket_path_from_the_file_reaches_the_terminal_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[control]\nsocket = "{tmp_path}/\\u001b[2J.sock"\n')
+    assert ctl_command(ctl_args("--config", str(config), "ctl", "status"), env={}) == EXIT_UNREACHABLE
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and f"no control socket at {tmp_path}/\\x1b[2J.sock" in err

@@ -1,7 +1,8 @@
 """The status LEDs never hold up their caller: gpiozero runs on the Leds' own worker thread.
 
 The pins are gpiozero's MockPWMPin with a gate: while a pin's gate is closed, every write to
-it blocks, as a real `off()` does while it joins gpiozero's blink thread.
+it blocks, as a real `off()` does while it joins gpiozero's blink thread. An APA102 strip gets
+the same treatment with a gated SPI device, as a slow bit-banged write would be.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from gpiozero import PWMLED
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from appliance.hw import leds as leds_module
+from appliance.hw.led_outputs import StripOutput
 from appliance.settings.schema import LedsConfig
 from appliance.hw.leds import Leds, build_leds
 
@@ -149,3 +151,86 @@ def test_without_leds_nothing_waits(make: Callable[..., Leds]) -> None:
     leds = make(kind="none")
     leds.show("speaking")
     assert leds.wait_idle(0) and leds.state == "speaking"
+
+
+class GatedStrip:
+    """An SPI device for an APA102 strip whose writes wait while `gate` is clear; keeps the frames."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.gate.set()
+        self.blocked = threading.Event()
+        self.gave_up = False
+        self.frames: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        if not self.gate.is_set():
+            self.blocked.set()
+            if not self.gate.wait(GATE_LIMIT_S):
+                self.gave_up = True
+        self.frames.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def blue_of(frame: bytes) -> tuple[int, int, int, int]:
+    """The first LED's (brightness, red, green, blue) from an APA102 frame."""
+    head, blue, green, red = frame[4:8]
+    return head & 0x1F, red, green, blue
+
+
+@pytest.fixture
+def strip_leds() -> Iterator[tuple[Leds, GatedStrip]]:
+    device = GatedStrip()
+    leds = Leds(dataclasses.replace(LedsConfig(), kind="apa102"), StripOutput(device, 3))
+    yield leds, device
+    device.gate.set()
+    leds.close()
+
+
+def test_a_stuck_strip_write_never_holds_up_show_and_the_last_state_wins(
+    strip_leds: tuple[Leds, GatedStrip],
+) -> None:
+    leds, device = strip_leds
+    leds.show("thinking")  # a pulse: the worker keeps writing frames on its own
+    assert leds.wait_idle(TIMEOUT_S)
+    device.gate.clear()
+    assert device.blocked.wait(TIMEOUT_S), "the pulse never wrote another frame"
+    for state in ("error", "alarm", "offline", "speaking", "listening"):
+        leds.show(state)  # would hang here if show waited for the SPI write
+    assert not device.gave_up, "show() waited for the stuck write"
+    assert leds.state == "listening"
+    stuck_at = len(device.frames)
+
+    device.gate.set()
+    assert leds.wait_idle(TIMEOUT_S)
+    after = [blue_of(frame) for frame in device.frames[stuck_at:]]
+    assert after[-1] == (31, 0, 0, 255), "the strip ends on solid blue: listening"
+    # the write that was stuck finishes the pulse's step; the states shown meanwhile never reach the strip
+    stale = [frame for frame in after if frame[1] != 0]
+    assert not stale, f"a stale red, amber or white state reached the strip: {stale}"
+
+
+def test_close_gives_up_on_a_stuck_strip_write_after_a_bounded_wait(
+    strip_leds: tuple[Leds, GatedStrip], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(leds_module, "_CLOSE_TIMEOUT_S", 0.2)
+    leds, device = strip_leds
+    device.gate.clear()
+    leds.show("alarm")
+    assert device.blocked.wait(TIMEOUT_S)
+    with caplog.at_level(logging.WARNING, logger="appliance.hw.leds"):
+        leds.close()
+    assert not device.gave_up, "close() waited for the SPI write instead of giving up"
+    assert any("did not turn off" in record.getMessage() for record in caplog.records)
+    device.gate.set()
+
+
+def test_closing_a_strip_sends_a_dark_frame_from_the_worker(strip_leds: tuple[Leds, GatedStrip]) -> None:
+    leds, device = strip_leds
+    leds.show("error")
+    assert leds.wait_idle(TIMEOUT_S)
+    leds.close()
+    assert blue_of(device.frames[-1]) == (0, 0, 0, 0) and device.closed

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from appliance.logsetup import OneLineFilter, quoted, setup_logging
+from appliance.logsetup import OneLineFilter, setup_logging
+from appliance.textsafe import quoted
 
 FORGED = "hello\nFAKE LINE 12:00:00 ERROR appliance.app.daemon: key revoked\x1b[31m"
 UNSAFE_CHARS = "\x00\r\t\x0b\x0c\x1b\x7f\x85\x9b\u2028\u2029\u202a\u202e\u2066\u2069\u200f\ud800\udfff"

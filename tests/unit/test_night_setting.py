@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from appliance.settings.loader import load_config
-from appliance.settings.schema import Config, ConfigError
+from appliance.settings.errors import ConfigError
+from appliance.settings.schema import Config
 from appliance.settings.template import config_template
 
 

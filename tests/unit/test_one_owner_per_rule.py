@@ -7,7 +7,8 @@ import pytest
 from appliance.hw.states import STATES
 from appliance.live.endpoint import InsecureEndpointError, check_endpoint, endpoint_problem
 from appliance.settings.loader import load_config
-from appliance.settings.schema import Config, ConfigError
+from appliance.settings.errors import ConfigError
+from appliance.settings.schema import Config
 from appliance.tools.catalog import ALL_TOOLS
 from appliance.tools.names import TOOL_NAMES
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from appliance.console import print_now
 from appliance.commands.doctor.machine import DoctorEnv
 from appliance.commands.doctor.report import failed, format_line, print_json, summary_line
 from appliance.commands.doctor.runner import quiet_logs, run_checks
@@ -29,7 +30,7 @@ def config_error_command(
     message: str,
     args: argparse.Namespace,
     *,
-    printer: Callable[[str], None] = print,
+    printer: Callable[[str], None] = print_now,
 ) -> int:
     """`appliance doctor` when the config does not load: one failed `config` check, exit 1.
 
@@ -49,15 +50,16 @@ async def doctor_command(
     cfg: Config,
     args: argparse.Namespace,
     *,
-    printer: Callable[[str], None] = print,
+    printer: Callable[[str], None] = print_now,
     env: DoctorEnv | None = None,
 ) -> int:
     """`appliance doctor`: 0 when every check passed, 1 otherwise."""
     as_json = bool(getattr(args, "json", False))
     only = tuple(getattr(args, "only", None) or ())
+    keyboard = bool(getattr(args, "keyboard", False))
     stream = None if as_json else (lambda check: printer(format_line(check)))
     with quiet_logs():
-        results = await run_checks(cfg, env, only=only, on_result=stream)
+        results = await run_checks(cfg, env, only=only, on_result=stream, keyboard=keyboard)
     ok = all(check.ok for check in results)
     if as_json:
         print_json(results, printer)

@@ -13,7 +13,8 @@ from appliance.commands.doctor.machine import CheckContext, endpoint_parts
 from appliance.commands.doctor.report import Check, failed, passed, skipped
 from appliance.netutil import is_loopback_host
 from appliance.settings.keys import load_api_key
-from appliance.settings.schema import Config, ConfigError
+from appliance.settings.errors import ConfigError
+from appliance.settings.schema import Config
 from appliance.settings.secrets import API_KEY_ENV, CREDENTIAL_NAME
 from appliance.settings.validate import config_problems
 

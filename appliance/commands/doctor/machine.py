@@ -104,10 +104,12 @@ class DoctorEnv:
 
 @dataclass
 class CheckContext:
-    """What every check is handed: the config under test and the machine it runs on."""
+    """What every check is handed: the config under test, the machine it runs on, and how it will be used."""
 
     cfg: Config
     env: DoctorEnv
+    #: `doctor --keyboard`: the owner will press with `appliance run --keyboard`, so no GPIO button is needed
+    keyboard: bool = False
 
 
 async def blocking(fn: Callable[[], T], *, name: str = "doctor") -> T:

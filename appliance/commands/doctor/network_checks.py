@@ -16,7 +16,7 @@ from appliance.commands.doctor.machine import CheckContext, blocking, endpoint_p
 from appliance.commands.doctor.report import Check, failed, passed
 from appliance.netutil import is_loopback_host
 from appliance.settings.keys import load_api_key
-from appliance.settings.schema import ConfigError
+from appliance.settings.errors import ConfigError
 
 __all__ = ["CONNECT_TIMEOUT_S", "DNS_TIMEOUT_S", "SETUP_ROUND_TRIP_S", "check_key_accepted", "check_network"]
 

@@ -23,7 +23,8 @@ from appliance.commands.doctor.report import Check, failed
 from appliance.commands.doctor.system_checks import check_clock, check_disk, check_power
 from appliance.commands.doctor_arguments import CHECK_NAMES
 from appliance.settings.keys import load_api_key
-from appliance.settings.schema import Config, ConfigError
+from appliance.settings.errors import ConfigError
+from appliance.settings.schema import Config
 from appliance.settings.secrets import REDACTED, Secret
 
 __all__ = ["CHECKS", "CHECK_NAMES", "CheckSpec", "quiet_logs", "run_checks"]
@@ -78,12 +79,16 @@ async def run_checks(
     *,
     only: Sequence[str] = (),
     on_result: Callable[[Check], None] | None = None,
+    keyboard: bool = False,
 ) -> list[Check]:
-    """Run the checks (all, or those named in `only`) in order; `on_result` sees each as it finishes."""
+    """Run the checks (all, or those named in `only`) in order; `on_result` sees each as it finishes.
+
+    `keyboard` is `doctor --keyboard`: the GPIO button is left out of the gpio check.
+    """
     unknown = [name for name in only if name not in CHECK_NAMES]
     if unknown:
         raise ValueError(f"unknown check {unknown[0]!r}; checks: {', '.join(CHECK_NAMES)}")
-    ctx = CheckContext(cfg, env or DoctorEnv())
+    ctx = CheckContext(cfg, env or DoctorEnv(), keyboard=keyboard)
     redact = _redactor(cfg, ctx.env.environ)
     results = []
     for spec in CHECKS:

@@ -56,8 +56,9 @@ packages=(gcc portaudio19-dev espeak-ng)
 if [ "$mode" = test ]; then
     # real-time audio rig for the tests: a private PulseAudio behind ALSA's pulse plugin
     packages+=(alsa-utils libasound2-plugins pulseaudio pulseaudio-utils)
-    # the systemd unit is checked with systemd-analyze, the scripts with shellcheck
-    packages+=(systemd shellcheck)
+    # the systemd unit is checked with systemd-analyze (its ExecReload= runs procps' kill), the
+    # scripts with shellcheck
+    packages+=(systemd procps shellcheck)
 fi
 # The venv module and Python's headers come from Debian's packages unless this
 # Python already has them (pyenv and the like do).

@@ -443,7 +443,8 @@ load_hat_preset() {
 
 # ----------------------------------------------------------------------------- apt, venv, pip
 
-APT_PACKAGES=(alsa-utils portaudio19-dev python3-venv python3-dev gcc libc6-dev)
+# procps: the unit's ExecReload= (systemctl reload) sends its SIGHUP with /bin/kill
+APT_PACKAGES=(alsa-utils portaudio19-dev python3-venv python3-dev gcc libc6-dev procps)
 
 apt_installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'

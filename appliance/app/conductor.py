@@ -6,12 +6,17 @@ uplink's turn reports and the speaker's playback events.  The conductor decides
 what the user hears and sees, and logs every state change once, with its reason.
 
 States: connecting, idle, listening, thinking, speaking, offline, error, alarm,
-no_microphone, no_speaker.  Nothing may stay stuck: which turn a reply belongs to
+no_microphone, no_speaker, muted.  Nothing may stay stuck: which turn a reply belongs to
 and how it ended comes from the session's conversation model
 (`live.conversation`), and every ending has a way back to rest: a reply that is
 complete plays out, one lost to a drop plays what arrived and then the error
 earcon, one that never comes ends after `live.reply_timeout_s` with the error
 earcon.
+
+Muted (`set_muted`, from the daemon, which owns the microphone and remembers the mute), the
+appliance rests in "muted" whatever the link or the devices say, and a press only says so with
+the muted earcon; a reply already on its way and a ringing alarm still have their states while
+they last.
 
 Longer than usual because it is the device's one state machine: gestures, the link,
 replies, devices and the alarm meet here, and keeping them in one place is what lets a
@@ -36,6 +41,7 @@ from appliance.live.connection import LiveSession
 from appliance.live.link import LinkChanged, LinkState
 from appliance.app.alarms import AlarmBell, Ringing
 from appliance.app.replies import OUTCOME_TEXT, Reply, TurnMetrics
+from appliance.app.announce import Announcement, Announcements, prompt_for
 from appliance.app.transcript import MAX_LINE_CHARS, TranscriptLine, Transcripts
 from appliance.textsafe import quoted
 from appliance.app.turntaking import Mode, TurnReport, Uplink
@@ -59,6 +65,7 @@ class State(str, enum.Enum):
     ALARM = "alarm"
     NO_MICROPHONE = "no_microphone"
     NO_SPEAKER = "no_speaker"
+    MUTED = "muted"
 
 
 #: the LED pattern each state shows (a missing device is a fault the owner must see)
@@ -106,6 +113,8 @@ class Conductor:
     #: what was said, one whole line per speaker per turn (see app.transcript); the text is the
     #: service's, unescaped; never logged unless privacy.log_transcripts
     on_transcript: Callable[[TranscriptLine], None] | None = None
+    #: the mute hold: whoever owns the microphone mutes or unmutes it, then calls `set_muted`
+    on_mute_toggle: Callable[[], None] | None = None
 
     state: State = State.CONNECTING
     last_error: str = ""
@@ -122,10 +131,14 @@ class Conductor:
         #: turns the session ended before the uplink's report about them arrived
         self._ended_early: dict[int, TurnEnded] = {}
         self._transcripts = Transcripts()
+        self._announcements = Announcements()
+        self._announcing: asyncio.Task[None] | None = None
         #: a reason the appliance cannot talk at all (no API key); None when it can
         self._fatal: str | None = None
         #: devices that are gone: "microphone", "speaker"
         self.missing: set[str] = set()
+        #: the microphone is off on purpose (see set_muted)
+        self.muted = False
         #: rings finished timers (None without a timer service)
         self.bell = self._make_bell()
         #: what to do at the next idle moment before a new conversation (new session settings), and why
@@ -169,7 +182,7 @@ class Conductor:
 
     async def close(self) -> None:
         """Abort the turn and stop; the caller closes the session and devices."""
-        tasks = list(self._tasks)
+        tasks = list(self._tasks) + ([self._announcing] if self._announcing is not None else [])
         if self.bell is not None:
             await self.bell.close()
         for task in tasks:
@@ -265,6 +278,8 @@ class Conductor:
 
     def _rest_state(self) -> State:
         """Where the appliance rests when nothing is happening."""
+        if self.muted:  # what the owner chose shows first: a glance must tell a deaf box
+            return State.MUTED
         if self._fatal is not None:
             return State.ERROR
         if "speaker" in self.missing:
@@ -287,6 +302,53 @@ class Conductor:
         else:
             self._set(self._rest_state(), reason)
             self._maybe_switch()
+            self._maybe_announce()
+
+    # ------------------------------------------------------------------ announcements (ctl say)
+
+    def announce(self, text: str) -> Announcement:
+        """Speak `text` at the next idle moment (see app.announce); ValueError for a bad request.
+
+        Offline it is refused at once, and the no-network earcon says so to the room.
+        """
+        online = self.session.state is LinkState.READY and self._fatal is None
+        item = self._announcements.request(text, self.clock(), online=online)
+        if item.state == "dropped":
+            log.warning("announcement not spoken: %s", item.why)
+            self.speaker.play_earcon("no_network")
+            return item
+        self._maybe_announce()
+        return item
+
+    def _maybe_announce(self) -> None:
+        if self._announcing is not None or not self._announcements.waiting:
+            return
+        idle = (not self._busy and self._reply is None and self._switch is None
+                and not self.uplink.listening and not self.session.busy)
+        online = self.session.state is LinkState.READY and self._fatal is None
+        item = self._announcements.due(self.clock(), idle=idle, online=online)
+        if item is not None:
+            self._announcing = asyncio.get_running_loop().create_task(self._speak(item), name="announcement")
+            self._announcing.add_done_callback(self._announced)
+
+    async def _speak(self, item: Announcement) -> None:
+        """The chime, then a text turn that asks the model to say the sentence; the reply plays as any."""
+        self.speaker.play_earcon("announce")
+        turn = await self.session.send_text(prompt_for(item.text))
+        metrics = TurnMetrics(at=time.time(), mode="announcement", end_reason=None, submitted=True, barge_in=False)
+        if self._reply is not None:
+            self._finish_reply("superseded by an announcement")
+        self._reply = Reply(turn, metrics, self.clock(), underruns_at_start=self.speaker.underruns)
+        self.speaker.new_reply()
+        self._announcements.finished(item, spoken=True)
+        self._set(State.THINKING, "announcement")
+
+    def _announced(self, task: asyncio.Task[None]) -> None:
+        self._announcing = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the announcement failed: %s", task.exception())
+        if not self._busy:
+            self._maybe_announce()
 
     @property
     def _busy(self) -> bool:
@@ -333,6 +395,48 @@ class Conductor:
     def _stop_alarm(self) -> bool:
         return self.bell is not None and self.bell.stop()
 
+    # ------------------------------------------------------------------ mute
+
+    def set_muted(self, muted: bool, reason: str, *, announce: bool = True) -> None:
+        """The microphone was switched off (or on again) on purpose; `announce` plays its earcon.
+
+        Muting ends a question being asked: one with nothing sent yet is dropped, one already
+        going out is ended there (its reply still plays).  Called by the daemon, which closes
+        and opens the microphone itself.
+        """
+        if muted == self.muted:
+            return
+        self.muted = muted
+        log.info("microphone %s: %s", "muted" if muted else "unmuted", reason)
+        if muted and self.uplink.listening:
+            self._pressed = False
+            if self.uplink.cancel():
+                self._settle(f"muted while listening ({reason})")
+            else:
+                self.uplink.stop()
+        if announce:
+            self.speaker.play_earcon("muted" if muted else "unmuted")
+        if not self._busy:
+            self._settle(f"{'muted' if muted else 'unmuted'} ({reason})")
+
+    def _mute_hold(self) -> None:
+        if self.uplink.listening and self.uplink.heard_speech:
+            return  # a long utterance, not a gesture
+        self._pressed = False
+        if self.uplink.listening and self.uplink.cancel():
+            self._settle("held to mute")
+        if self.on_mute_toggle is not None:
+            self.on_mute_toggle()
+
+    def _press_while_muted(self) -> None:
+        """Nothing is heard while muted: a press silences a reply still playing and says why."""
+        self._pressed = False
+        if self._reply is not None or self.state in (State.THINKING, State.SPEAKING):
+            self._barge_in(self.clock())
+        log.info("press ignored: the microphone is muted")
+        self.speaker.play_earcon("muted")
+        self._settle("press while muted")
+
     # ------------------------------------------------------------------ gestures
 
     def gesture(self, gesture: Gesture) -> None:
@@ -342,7 +446,10 @@ class Conductor:
         elif gesture in (Gesture.RELEASE_TAP, Gesture.RELEASE_HOLD):
             self._release(tap=gesture is Gesture.RELEASE_TAP)
         elif gesture is Gesture.LONG_HOLD:
-            self._long_hold()
+            if not self.muted:
+                self._long_hold()
+        elif gesture is Gesture.MUTE_HOLD:
+            self._mute_hold()
 
     def _cannot_listen(self) -> str | None:
         """Why a press cannot start a question now, or None."""
@@ -362,6 +469,9 @@ class Conductor:
         if self._stop_alarm():
             self._pressed = False  # this press was spent on the alarm
             self._settle("alarm stopped by a press")
+            return
+        if self.muted:
+            self._press_while_muted()
             return
         if self.uplink.listening:
             # a press during a tap turn ends it
@@ -426,7 +536,10 @@ class Conductor:
             self._settle(f"new conversation ({reason})")
             return False
         self.session.new_conversation()
-        self._set(State.CONNECTING, f"new conversation ({reason})")
+        if self.muted:  # the muted light stays while the new conversation connects
+            self._settle(f"new conversation ({reason})")
+        else:
+            self._set(State.CONNECTING, f"new conversation ({reason})")
         return True
 
     def stop(self) -> None:
@@ -485,6 +598,7 @@ class Conductor:
             try:
                 await self._on_session_event(event)
                 self._maybe_switch()  # the turn that held back new settings may have just ended
+                self._maybe_announce()  # and an announcement may have been waiting for it
             except Exception:  # one bad event must not stop the appliance
                 log.exception("failed to handle %r", event)
 
@@ -676,8 +790,10 @@ class Conductor:
             else round(now - session.conversation_started_at, 1),
             "connection_age_s": None if session.connected_at is None else round(now - session.connected_at, 1),
             "volume": self.speaker.volume,
+            "muted": self.muted,
             "missing_devices": sorted(self.missing),
             "last_error": self.last_error or session.last_error or None,
             "reconnects": max(0, session.stats.connections - 1),
             "turns": [asdict(t) for t in self.turns],
+            "announcements": self._announcements.describe(),
         }

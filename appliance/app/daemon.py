@@ -7,6 +7,9 @@ GPIO are up (the session may still be connecting), STATUS with the state, the
 watchdog only while the event loop, both audio callbacks and every long-lived task
 are alive, STOPPING on the way out.  SIGTERM ends it within two seconds.
 
+A mute (`ctl mute on`, or the button held `button.mute_hold_s`; see `app.mute`) closes the
+microphone stream itself, and a remembered one is honoured before the microphone ever opens.
+
 SIGHUP (`systemctl reload appliance`) reads the config again, from where it came at the start;
 `reload` says which change applies when (at once, in a new conversation at the next idle
 moment, or only after a restart), and a config with a mistake is refused with the running
@@ -21,6 +24,7 @@ appliance shows the error, rings its timers and says why in `ctl status`.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 import logging
 import signal
 import sys
@@ -30,8 +34,12 @@ from typing import Any, Callable
 from appliance.console import print_now
 from appliance.ipc import sdnotify
 from appliance.live.from_config import session_from_config, session_settings, use_for_next_session
+from appliance.app.mute import MuteStore, MuteSwitch
 from appliance.app.reload import Plan, diff, load_like
 from appliance.app.supervisor import Supervisor
+from appliance.app.control_commands import control_command
+from appliance.app.home import start_home_servers, watch_home_servers
+from appliance.app.tool_router import ToolRouter
 from appliance.hw.button import ButtonError
 from appliance.hw.gestures import Gesture
 from appliance.app.conductor import Conductor, State
@@ -96,11 +104,14 @@ class Daemon:
         self.pin_factory = pin_factory
         self.printer = printer
         self.conductor: Conductor | None = None
+        #: the MCP servers' tools (appliance.mcp.manager.McpManager); None without [[mcp.servers]]
+        self.home: Any = None
+        self.tool_router: ToolRouter | None = None
         self.player: Any = None
         self.capture: Any = None
         self.control_path = control_socket_path(cfg)
         self._stop = asyncio.Event()
-        self._virtual_button: Any = None
+        self.virtual_button: Any = None
         self.timers: Any = None
         self.night: NightLights | None = None
         self.leds: Any = None
@@ -108,6 +119,7 @@ class Daemon:
         self.tools: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.supervisor = Supervisor()
+        self.mute: MuteSwitch | None = None
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -168,8 +180,12 @@ class Daemon:
         )
         self._loop = loop
         self.tools = registry_for(self.cfg, self._tool_context(self.cfg))
+        self.home = start_home_servers(self.cfg, reserved=self.tools.names)
+        if self.home is not None:
+            stack.push_async_callback(self.home.close)  # after the session: no call outlives it
         session = self.session = session_from_config(
-            self.cfg, key, functions=self.tools.declarations(), google_search=self.cfg.tools.google_search
+            self.cfg, key, functions=self.tools.declarations(), google_search=self.cfg.tools.google_search,
+            function_source=self.home.declarations if self.home is not None else None,
         )
         stack.push_async_callback(session.close)
         uplink = Uplink(session, self.cfg.audio, self.cfg.vad)
@@ -186,11 +202,17 @@ class Daemon:
         self.night.start()
         stack.callback(self._close_night)
 
-        async def answer(call: Any) -> Any:
-            return self.tools.handle(call)  # the tools of this conversation (a reload may bring new ones)
+        # the tools of this conversation (a reload may bring new ones) in line, a home server's in the background
+        router = self.tool_router = ToolRouter(lambda call: self.tools.handle(call), self.home,
+                                               session.send_tool_response)
+        stack.push_async_callback(router.close)
 
-        conductor = Conductor(self.cfg, session, uplink, self.player, leds, tool_handler=answer,
-                              alarms=self.timers, cancel_tools=lambda ids: self.tools.cancel(ids))
+        def cancel_tools(ids: list[str]) -> list[str]:
+            undone = self.tools.cancel(ids)
+            return undone + [f"home server call {call_id} cancelled" for call_id in router.cancel(ids)]
+
+        conductor = Conductor(self.cfg, session, uplink, self.player, leds, tool_handler=router,
+                              alarms=self.timers, cancel_tools=cancel_tools)
         conductor.on_state = self._on_state
         self.conductor = conductor
         if cannot_talk is not None:
@@ -201,15 +223,20 @@ class Daemon:
         self.capture = Capture(self.cfg.audio, uplink.on_frame, loop, host=host,
                                on_presence=self._presence("microphone"), on_preroll=uplink.on_preroll)
         uplink.attach_gate(self.capture)  # the microphone rests between turns (idle cost, issue #11)
-        await self.capture.start_async(allow_missing=True)
+        mute = self.mute = MuteSwitch(MuteStore(state_dir(self.cfg)), self.capture, conductor)
+        conductor.on_mute_toggle = lambda: mute.switch(not conductor.muted, "the button was held")
+        if not await mute.restore():  # a box muted before this start never opens its microphone
+            await self.capture.start_async(allow_missing=True)
         stack.push_async_callback(self.capture.close_async)
-        for kind, device in (("speaker", self.player), ("microphone", self.capture)):
+        stack.push_async_callback(mute.finish)  # the last mute change reaches the card first
+        devices = [("speaker", self.player)] + ([] if mute.mic_closed else [("microphone", self.capture)])
+        for kind, device in devices:
             if not device.present:
                 conductor.device_changed(kind, False, self._early_absence.get(kind, "not found at start"))
         stack.push_async_callback(conductor.close)
 
         self._start_button(stack, loop, conductor)
-        control = ControlServer(self.control_path, self._control)
+        control = ControlServer(self.control_path, partial(control_command, self))
         try:
             await control.start()
         except ControlError as exc:
@@ -220,6 +247,8 @@ class Daemon:
         self.supervisor.adopt_all(conductor.tasks)
         self.supervisor.spawn(self.player.watch(), "speaker-watch")
         self.supervisor.spawn(self.capture.watch(), "microphone-watch")
+        if self.home is not None:
+            self.supervisor.spawn(watch_home_servers(self.home, lambda: self.conductor), "home-servers-watch")
         stack.push_async_callback(self.supervisor.stop, 0.5)  # before the devices close
         sdnotify.ready(conductor.state.value)
         log.info("appliance running; control socket %s", self.control_path)
@@ -317,7 +346,8 @@ class Daemon:
 
         self.tools = registry_for(cfg, self._tool_context(cfg))
         use_for_next_session(self.session, session_settings(
-            cfg, functions=self.tools.declarations(), google_search=cfg.tools.google_search))
+            cfg, functions=self.tools.declarations(), google_search=cfg.tools.google_search,
+            function_source=self.home.declarations if self.home is not None else None))
         self.cfg = cfg
         assert self.conductor is not None
         self.conductor.use_settings(cfg)
@@ -367,8 +397,8 @@ class Daemon:
         from appliance.hw.button import VirtualButton
 
         # `appliance ctl press/release/tap` go through the same gesture logic as the pin
-        self._virtual_button = VirtualButton(self.cfg.button, loop, conductor.gesture)
-        stack.callback(self._virtual_button.close)
+        self.virtual_button = VirtualButton(self.cfg.button, loop, conductor.gesture)
+        stack.callback(self.virtual_button.close)
         use_keyboard = self.keyboard
         if not use_keyboard and self.cfg.button.enabled:
             from appliance.hw.button import GpioButton
@@ -431,33 +461,6 @@ class Daemon:
             else:
                 self._early_absence[kind] = reason
         return changed
-
-    async def _control(self, cmd: str, args: dict) -> dict:
-        conductor = self.conductor
-        night = self.night
-        assert conductor is not None and night is not None
-        if cmd == "status":
-            return {"ok": True, **conductor.status(), "night": night.describe(), "timers": self.timers.describe()}
-        if cmd == "timers":
-            return {"ok": True, "timers": self.timers.describe()}
-        if cmd == "press":
-            self._virtual_button.set_pressed(True)
-        elif cmd == "release":
-            self._virtual_button.set_pressed(False)
-        elif cmd == "tap":
-            self._virtual_button.tap()
-        elif cmd == "stop":
-            conductor.stop()
-        elif cmd == "new-conversation":
-            conductor.new_conversation("appliance ctl")
-        elif cmd == "volume":
-            level = args["value"] if "value" in args else self.player.volume + args["delta"]
-            level = max(0, min(100, int(level)))
-            self.player.set_volume(level)
-            return {"ok": True, "volume": level}
-        elif cmd == "night":
-            return {"ok": True, "night": night.set(args["mode"])}
-        return {"ok": True, "state": conductor.state.value}
 
 
 async def run_command(cfg: Config, *, keyboard: bool, load: Callable[[], Config] | None = None) -> int:

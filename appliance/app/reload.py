@@ -7,7 +7,8 @@ The one place that says, for every setting, how a running appliance takes a new 
 - NEW_SESSION: in a new conversation, started at the next idle moment, because the Live API
   takes them only in `setup` (model, voice, language, instruction, tools);
 - RESTART: only a restart applies them (devices and their formats, pins, the socket, the state
-  directory, the endpoint and key, and what the running parts read only when they are built);
+  directory, the endpoint and key, the MCP servers and their timings, and what the running parts
+  read only when they are built);
 - KEPT: a starting value the appliance then keeps itself (the volume, set by `ctl volume`).
 
 `diff(old, new)` is pure: it returns a `Plan` with the changed keys by effect and the configs
@@ -22,7 +23,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.settings.fields import sections
+from appliance.mcp.config import SETTINGS_KEYS as MCP_KEYS
+from appliance.settings.fields import MCP_SECTION, setting_names
 from appliance.settings.loader import load_config
 from appliance.settings.schema import Config
 
@@ -66,11 +68,14 @@ RESTART_KEYS = (
           "reply_timeout_s", "keepalive_interval_s", "keepalive_timeout_s")
     | _keys("audio", "input_device", "output_device", "input_channel", "input_rate", "input_channels",
             "input_format", "output_rate", "preroll_ms", "playback_start_ms", "noise_suppression", "auto_gain")
-    | _keys("button", "enabled", "pin", "pull_up", "debounce_ms", "tap_max_ms", "long_hold_s")
+    | _keys("button", "enabled", "pin", "pull_up", "debounce_ms", "tap_max_ms", "long_hold_s", "mute_hold_s")
     | _keys("leds", "kind", "pin", "rgb_pins", "state_pins", "count", "spi_bus", "spi_device",
             "data_pin", "clock_pin", "active_high")
     | _keys("control", "socket")
     | _keys("state", "dir")
+    # the MCP manager is built at start with its servers (one connection each) and timings; the
+    # tools a running server offers change by themselves, declared at the next session
+    | _keys(MCP_SECTION, *MCP_KEYS)
 )
 
 _BY_EFFECT = {
@@ -132,9 +137,10 @@ class Plan:
 
 def _changed_keys(old: Config, new: Config) -> list[str]:
     changed = []
-    for section, (_, specs) in sections().items():
-        before, after = getattr(old, section), getattr(new, section)
-        changed.extend(f"{section}.{key}" for key in specs if getattr(before, key) != getattr(after, key))
+    for dotted in setting_names():
+        section, _, key = dotted.partition(".")
+        if getattr(getattr(old, section), key) != getattr(getattr(new, section), key):
+            changed.append(dotted)
     return changed
 
 

@@ -12,7 +12,9 @@ Gated (with `on_preroll`, as the daemon runs it): the box is idle almost all its
 life, so between turns the callback only keeps the raw device chunks of the last
 `[audio] preroll_ms` (`RawPreroll`): no conversion, no wake-up of the loop. `listen()`
 opens the gate: the next callback converts that raw backlog and hands over its
-newest `preroll_ms` as pre-roll frames, then live frames follow; `idle()` closes it. While it is
+newest `preroll_ms` as pre-roll frames, then live frames follow; `idle()` closes it. A stream that
+closes (`stop()`, as a mute does, or a lost device) takes its raw pre-roll and its queued frames with
+it: a reopened stream's first pre-roll holds only what it heard since it opened. While it is
 open, `[audio] noise_suppression` / `auto_gain` clean every frame, pre-roll included, before anyone
 sees it (`appliance.audio.cleanup`).
 """
@@ -225,7 +227,9 @@ class Capture(DeviceStream):
 
     def _after_close(self) -> None:
         self._queue.clear()
-        self._gate = None  # a reopened stream starts with no backlog: old audio is not this stream's past
+        # a reopened stream starts with no backlog (`_prepare` makes a new gate): audio from before a
+        # mute or a loss is not this stream's past, and must never reach a turn
+        self._gate = None
 
     # -- the gate (loop)
 

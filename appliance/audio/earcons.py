@@ -9,6 +9,9 @@ control of level and fades. Each one is shaped to be told apart without looking 
 - ``no_network``: three slow descending notes (F5 -> D5 -> A#4): a sad "cannot reach the service".
 - ``alarm``: one ring of a kitchen timer, meant to be repeated: four 100 ms pulses alternating between
   two bright pitches (C7 and E7), each a sawtooth-like stack of harmonics.
+- ``muted``: two short, low, hollow beeps falling (G4 -> E4): "the microphone is off" (on muting, and
+  at every press while muted). Odd harmonics only, soft where the error is a harsh buzz.
+- ``unmuted``: the same hollow beep rising an octave (A3 -> A4): "the microphone is on again".
 
 The alarm has to cut through an extractor fan or running water, whose noise is mostly below 1 kHz, so
 its energy sits at 2-4 kHz (where hearing is keenest) and nothing of it is below 2 kHz; pulses with gaps
@@ -35,6 +38,8 @@ FADE_MS = 5.0
 _CHIME = ((1.0, 1.0), (2.0, 0.22), (3.0, 0.06))  # (partial ratio, amplitude): a soft bell-like tone
 _RING = tuple((float(k), 1.0 / k) for k in range(1, 5))  # sawtooth-like: harmonics 1-4 at 1/k
 _RING_PITCHES = (2093.0, 2637.0)  # C7 and E7: a bright major third, both in the 2-4 kHz band
+#: odd partials: a soft, clarinet-like beep, whose overtones a small speaker still plays at 220-400 Hz
+_HOLLOW = ((1.0, 1.0), (3.0, 0.3), (5.0, 0.12))
 _NYQUIST_FRACTION = 0.45
 
 
@@ -93,6 +98,26 @@ def _no_network(rate: int) -> np.ndarray:
     return _place(parts, rate, 0.62)
 
 
+def _beeps(notes: tuple[float, float], rate: int) -> np.ndarray:
+    """Two short hollow beeps, 160 ms apart."""
+    return _place([(i * 0.16, _tone(f, 0.12, rate, _HOLLOW, 10.0)) for i, f in enumerate(notes)], rate, 0.3)
+
+
+def _muted(rate: int) -> np.ndarray:
+    return _beeps((392.0, 329.63), rate)
+
+
+def _unmuted(rate: int) -> np.ndarray:
+    return _beeps((220.0, 440.0), rate)
+
+
+def _announce(rate: int) -> np.ndarray:
+    """Before `ctl say`: a rising three-note chime, like a station's announcement gong."""
+    notes = (1046.5, 1318.5, 1568.0)
+    return _place([(i * 0.14, _tone(f, 0.35 if i == 2 else 0.16, rate, _CHIME, 7.0)) for i, f in enumerate(notes)],
+                  rate, 0.66)
+
+
 def _alarm(rate: int) -> np.ndarray:
     pulses = [_tone(f, 0.1, rate, _RING, 0.5, attack_ms=4.0, release_ms=6.0) for f in _RING_PITCHES]
     # 0.49 s in all: shorter than the quickest ring_interval_s (0.5 s), so two rings never overlap and clip
@@ -105,6 +130,9 @@ _MAKERS = {
     "error": _error,
     "no_network": _no_network,
     "alarm": _alarm,
+    "muted": _muted,
+    "unmuted": _unmuted,
+    "announce": _announce,
 }
 EARCON_NAMES: tuple[str, ...] = tuple(_MAKERS)
 

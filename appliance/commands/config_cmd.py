@@ -16,9 +16,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from appliance.settings.display import show
+from appliance.mcp.config import TIMINGS as MCP_TIMINGS
+from appliance.mcp.config import McpServer
+from appliance.settings.display import looks_like_credential, show
 from appliance.settings.errors import ConfigError
-from appliance.settings.fields import Spec, sections
+from appliance.settings.fields import MCP_SECTION, Spec, sections
 from appliance.settings.keys import api_key_source, load_api_key
 from appliance.settings.loader import collect_config, load_config, origin_label
 from appliance.settings import paths
@@ -113,6 +115,9 @@ def show_command(
             _say(out, _setting_line(spec, getattr(instance, name), cfg))
         if section == "live":
             _say(out, _api_key_line(cfg, env))
+    _say(out, "")
+    for line in _mcp_lines(cfg):
+        _say(out, line)
     notes = [*pin_clashes(cfg), *config_warnings(cfg)]
     if notes:
         _say(out, "")
@@ -127,6 +132,37 @@ def _setting_line(spec: Spec, value: Any, cfg: Config) -> str:
     else:
         shown = show(value, hidden=False, limit=None)
     return f"{spec.dotted} = {shown}  ({origin_label(cfg.origins.get(spec.dotted))})"
+
+
+def _mcp_lines(cfg: Config) -> list[str]:
+    """`[mcp]`: the timings, then one line per server (its token file's path, never the token)."""
+    def origin(key: str) -> str:
+        return origin_label(cfg.origins.get(f"{MCP_SECTION}.{key}"))
+
+    lines = [f"{MCP_SECTION}.{key} = {show(getattr(cfg.mcp, key), hidden=False)}  ({origin(key)})"
+             for key in MCP_TIMINGS]
+    if not cfg.mcp.servers:
+        return [*lines, f"{MCP_SECTION}.servers = none  ({origin('servers')})"]
+    for index, server in enumerate(cfg.mcp.servers):
+        lines.append(f"{MCP_SECTION}.servers[{index}] = {_server_text(server)}  ({origin('servers')})")
+    return lines
+
+
+def _server_text(server: McpServer) -> str:
+    parts = [f"name {show(server.name, hidden=False)}"]
+    if server.url:
+        parts.append(f"url {show(server.url, hidden=looks_like_credential(server.url), limit=None)}")
+        parts.append(f"token_file {show(server.token_file, hidden=False, limit=None)}" if server.token_file
+                     else "no token_file")
+    else:
+        parts.append(f"command {show(server.command, hidden=False, limit=None)}")
+        if server.args:
+            parts.append(f"args {show(list(server.args), hidden=False, limit=None)}")
+    for key in ("include", "exclude"):
+        patterns = getattr(server, key)
+        if patterns:
+            parts.append(f"{key} {show(list(patterns), hidden=False, limit=None)}")
+    return ", ".join(parts)
 
 
 def _api_key_line(cfg: Config, env: Mapping[str, str]) -> str:

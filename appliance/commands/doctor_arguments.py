@@ -10,7 +10,7 @@ import argparse
 
 #: the checks, in the order doctor runs and prints them
 CHECK_NAMES: tuple[str, ...] = (
-    "config", "api-key", "clock", "network", "key-accepted",
+    "config", "api-key", "clock", "network", "key-accepted", "mcp",
     "audio-devices", "microphone", "gpio", "power", "disk",
 )
 

@@ -11,8 +11,8 @@ put for `debounce_ms`.  Every real change is reported, just `debounce_ms` late.
 so it can be tested edge by edge.  `GestureSource` runs a tracker on the loop
 with its one timer; anything that has a contact (a GPIO pin, `ctl press`, a
 key) feeds it levels.  The conductor decides what a gesture means (talk,
-barge in, stop an alarm, new conversation); this module only says what the
-finger did.
+barge in, stop an alarm, new conversation, mute); this module only says what
+the finger did.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class Gesture(str, enum.Enum):
     RELEASE_TAP = "release_tap"  # came up quickly: a tap, the turn ends on silence
     RELEASE_HOLD = "release_hold"  # came up after a hold: hold-to-talk is over
     LONG_HOLD = "long_hold"  # still down after long_hold_s (once per press)
+    MUTE_HOLD = "mute_hold"  # still down after mute_hold_s (once per press, after LONG_HOLD)
 
 
 class GestureTracker:
@@ -51,8 +52,8 @@ class GestureTracker:
     on the loop has run.
 
     Guarantees: PRESS and a RELEASE_* alternate, starting with PRESS; LONG_HOLD
-    comes at most once, between a PRESS and its release; a level change shorter
-    than the debounce time produces nothing.
+    and then MUTE_HOLD come at most once each, in that order, between a PRESS and
+    its release; a level change shorter than the debounce time produces nothing.
     """
 
     def __init__(
@@ -65,6 +66,8 @@ class GestureTracker:
         self._debounce_s = cfg.debounce_ms / 1000.0
         self._tap_max_s = cfg.tap_max_ms / 1000.0
         self._long_hold_s = float(cfg.long_hold_s)
+        # never before the long hold, even in a config built in code that skipped the cross check
+        self._mute_hold_s = max(float(cfg.mute_hold_s), self._long_hold_s)
         self._emit = emit
         self.clock = clock
         self._raw = False  # the level as last reported, bounces and all
@@ -72,6 +75,7 @@ class GestureTracker:
         self._pressed = False  # the debounced level
         self._pressed_at = 0.0  # when the debounced press began (its last raw edge)
         self._long_hold_sent = False
+        self._mute_hold_sent = False
         self._now = float("-inf")  # the latest time seen
 
     @property
@@ -98,6 +102,8 @@ class GestureTracker:
             return self._settle_at()
         if self._pressed and not self._long_hold_sent:
             return self._long_hold_at()
+        if self._pressed and not self._mute_hold_sent:
+            return self._pressed_at + self._mute_hold_s
         return None
 
     # ------------------------------------------------------------------ internals
@@ -117,23 +123,28 @@ class GestureTracker:
             self._pressed = self._raw
             if self._pressed:
                 self._pressed_at = self._raw_since
-                self._long_hold_sent = False
+                self._long_hold_sent = self._mute_hold_sent = False
                 self._emit(Gesture.PRESS)
             else:
                 held_for = self._raw_since - self._pressed_at
                 self._emit(Gesture.RELEASE_TAP if held_for < self._tap_max_s else Gesture.RELEASE_HOLD)
         # only while the finger is still down: a release waiting out its bounce
         # already ended the press, and the press lasted until that release
-        if self._pressed and self._raw and not self._long_hold_sent and now >= self._long_hold_at():
+        if not (self._pressed and self._raw):
+            return
+        if not self._long_hold_sent and now >= self._long_hold_at():
             self._long_hold_sent = True
             self._emit(Gesture.LONG_HOLD)
+        if self._long_hold_sent and not self._mute_hold_sent and now >= self._pressed_at + self._mute_hold_s:
+            self._mute_hold_sent = True
+            self._emit(Gesture.MUTE_HOLD)
 
 
 class GestureSource:
     """A `GestureTracker` driven on the asyncio loop: levels in, `on_gesture` calls out.
 
     Call everything on the loop's thread.  There is at most one pending timer (the
-    debounce settling or the long hold).  A bug in `on_gesture` is logged and does
+    debounce settling, the long hold or the mute hold).  A bug in `on_gesture` is logged and does
     not stop the source.
     """
 

@@ -18,10 +18,17 @@ speaking    slow breathe (0.7 Hz)                   green
 offline     a short 0.2 s blink every 2 s           amber
 error       fast blink (4 Hz)                       red
 alarm       bright flash (3 Hz)                     white flashes over red
+muted       half-bright, dark for 0.3 s every 3 s   red
 =========== ======================================= ============================
 
 Listening, thinking and speaking have three different hues so a glance tells them apart; the
 owner may change any state's colour with `leds.colors` ("state:RRGGBB", read by `parse_colour`).
+
+Muted is red, as a microphone switched off is on most smart speakers, but calm where the error
+is frantic: lit nearly all the time at half brightness rather than blinking four times a second.
+The short dark gap is for a single-colour LED (`pwm`, or one `per_state` LED shared by several
+states), where the red is lost: a steady light would read as listening or idle there, and a
+mostly-lit one with a regular gap reads as neither.
 """
 
 from __future__ import annotations
@@ -155,6 +162,7 @@ _STYLES: dict[str, _Style] = {
     "offline": _Style("blink", 1.0, _AMBER, on_time=0.2, off_time=1.8),
     "error": _Style("blink", 1.0, _RED, on_time=0.125, off_time=0.125),
     "alarm": _Style("blink", 1.0, _WHITE, off_colour=_RED, on_time=0.15, off_time=0.18),
+    "muted": _Style("blink", 0.5, _RED, on_time=2.7, off_time=0.3),
 }
 
 

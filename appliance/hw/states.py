@@ -9,5 +9,5 @@ from __future__ import annotations
 __all__ = ["STATES"]
 
 STATES: tuple[str, ...] = (
-    "connecting", "idle", "listening", "thinking", "speaking", "offline", "error", "alarm",
+    "connecting", "idle", "listening", "thinking", "speaking", "offline", "error", "alarm", "muted",
 )

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from appliance.ipc.client import DaemonNotRunning, request_sync
-from appliance.ipc.format import format_result, format_status, format_volume
+from appliance.ipc.format import format_muted, format_result, format_status, format_volume
 from appliance.ipc.wire import KNOWN_COMMANDS, CommandError, ControlError
 from appliance.textsafe import escape_controls
 
@@ -27,8 +27,13 @@ if TYPE_CHECKING:
 #: the words `ctl night` takes; `hw.night.OVERRIDES` is the daemon's copy (it imports asyncio,
 #: so ctl does not import it) and a unit test keeps the two equal
 NIGHT_MODES: tuple[str, ...] = ("on", "off", "auto")
+#: the words `ctl mute` takes: muted, then not (the request carries `"muted": true|false`)
+MUTE_WORDS: tuple[str, ...] = ("on", "off")
 #: what the commands that take an argument take, as `appliance --help` shows it
-_ARGUMENT_WORDS = {"volume": "[N|+N|-N]", "night": "|".join(NIGHT_MODES)}
+_ARGUMENT_WORDS = {"volume": "[N|+N|-N]", "night": "|".join(NIGHT_MODES), "mute": f"[{'|'.join(MUTE_WORDS)}]",
+                  "say": "TEXT"}
+#: commands that, without an argument, show one line of the status instead of changing anything
+_STATUS_LINES = {"volume": format_volume, "mute": format_muted}
 
 EXIT_OK = 0
 EXIT_ERROR_REPLY = 1
@@ -47,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"one of: {', '.join(KNOWN_COMMANDS)}")
     parser.add_argument("ctl_args", metavar="ARG", nargs="*",
                         help="volume takes N (0-100), or +N / -N to change it relative to now, and "
-                             f"without one prints the volume; night takes {' | '.join(NIGHT_MODES)}")
+                             f"without one prints the volume; night takes {' | '.join(NIGHT_MODES)}; "
+                             f"mute takes {' | '.join(MUTE_WORDS)} (the microphone off or on), and without "
+                             "one prints whether it is muted")
     parser.add_argument("--socket", dest="ctl_socket", type=Path, metavar="PATH",
                         help="control socket (default: from [control] socket)")
     parser.add_argument("--json", dest="ctl_json", action="store_true",
@@ -193,9 +200,9 @@ def run_ctl(
         print(f"appliance ctl: {escape_controls(str(exc))}", file=err)
         return EXIT_USAGE
     path = Path(args.ctl_socket) if args.ctl_socket else Path(socket_path)
-    asks_volume = cmd == "volume" and not fields  # the volume is part of the status
+    asks_status = cmd in _STATUS_LINES and not fields  # the volume and the mute are part of the status
     try:
-        reply = request_sync(path, "status" if asks_volume else cmd, **fields)
+        reply = request_sync(path, "status" if asks_status else cmd, **fields)
     except DaemonNotRunning as exc:
         print(f"appliance ctl: {escape_controls(str(exc))}", file=err)
         return EXIT_UNREACHABLE
@@ -207,7 +214,7 @@ def run_ctl(
     if args.ctl_json:
         print(json.dumps(reply, ensure_ascii=False), file=out)
     elif reply["ok"]:
-        print(_readable(cmd, reply, asks_volume), file=out)
+        print(_readable(cmd, reply, asks_status), file=out)
     if not reply["ok"]:
         if not args.ctl_json:
             print(f"appliance ctl: {cmd}: {escape_controls(str(reply.get('error') or 'failed'))}", file=err)
@@ -215,16 +222,22 @@ def run_ctl(
     return EXIT_OK
 
 
-def _readable(cmd: str, reply: dict[str, Any], asks_volume: bool) -> str:
-    if asks_volume:
-        return format_volume(reply)
+def _readable(cmd: str, reply: dict[str, Any], asks_status: bool) -> str:
+    if asks_status:
+        return _STATUS_LINES[cmd](reply)
     return format_status(reply) if cmd == "status" else format_result(cmd, reply)
 
 
 def command_fields(cmd: str, words: list[str]) -> dict[str, Any]:
-    """Turn the command-line words after COMMAND into request fields (none for a bare `volume`)."""
+    """Turn the command-line words after COMMAND into request fields (none for a bare `volume`, `mute`)."""
     if cmd == "night":
         return _night_fields(words)
+    if cmd == "mute":
+        return _mute_fields(words)
+    if cmd == "say":
+        if not words:
+            raise CommandError('say takes the sentence to speak, e.g. appliance ctl say "The washing machine is done"')
+        return {"text": " ".join(words)}
     if cmd != "volume":
         if words:
             raise CommandError(f"{cmd} takes no arguments (got: {' '.join(words)})")
@@ -253,3 +266,15 @@ def _night_fields(words: list[str]) -> dict[str, Any]:
     if word not in NIGHT_MODES:
         raise CommandError(f"night takes {modes}; got {words[0]!r}")
     return {"mode": word}
+
+
+def _mute_fields(words: list[str]) -> dict[str, Any]:
+    choices = "|".join(MUTE_WORDS)
+    if not words:
+        return {}
+    if len(words) != 1:
+        raise CommandError(f"mute takes one argument: {choices}; none to show whether it is muted")
+    word = words[0].strip().lower()
+    if word not in MUTE_WORDS:
+        raise CommandError(f"mute takes {choices}; got {words[0]!r}")
+    return {"muted": word == MUTE_WORDS[0]}

@@ -73,11 +73,17 @@ def _turn_line(turn: Any) -> str:
     return prefix + (", ".join(parts) or "(no metrics)")
 
 
+def _announcement(item: dict[str, Any]) -> str:
+    """`"The washing is done": spoken`, or dropped with the reason."""
+    why = f" ({_show(item['why'])})" if item.get("why") else ""
+    return f"\"{_show(item.get('text'))}\": {_show(item.get('state'))}{why}"
+
+
 def format_status(reply: Reply) -> str:
     """A readable summary of a status reply.
 
     Understood fields: state, connection, model, voice, language (None: the model's default),
-    session_age_s, volume (0-100), last_error, night
+    session_age_s, volume (0-100), muted (shown when the reply has it), last_error, night
     (how night mode stands, shown when the reply has it), timers, turns (a list of dicts;
     keys ending in _ms are shown as milliseconds, `at` as a wall-clock time); any other
     field is listed as is.
@@ -98,11 +104,13 @@ def format_status(reply: Reply) -> str:
     row("session age", _human_duration(age) if isinstance(age, (int, float)) and not isinstance(age, bool) else "-")
     volume = reply.get("volume")
     row("volume", f"{volume}%" if is_int(volume) else _show(volume))
+    if "muted" in reply:
+        row("muted", _show(reply["muted"]))
     row("last error", _show(reply.get("last_error")) if reply.get("last_error") else "none")
     if "night" in reply:
         row("night", _show(reply["night"]))
-    shown = {"ok", "state", "connection", "model", "voice", "language", "session_age_s", "volume", "last_error",
-             "night", "turns", "timers"}
+    shown = {"ok", "state", "connection", "model", "voice", "language", "session_age_s", "volume", "muted",
+             "last_error", "night", "turns", "timers", "home_servers", "announcements"}
     for key, value in reply.items():
         if key in shown:
             continue
@@ -110,6 +118,11 @@ def format_status(reply: Reply) -> str:
             row(key.removesuffix("_s").replace("_", " "), _human_duration(value))
         else:
             row(key.replace("_", " "), _show(value))
+    for key, title in (("home_servers", "home servers"), ("announcements", "announcements")):
+        items = reply.get(key)
+        if isinstance(items, list) and items:
+            lines.append(f"{title}:")
+            lines.extend(f"  {_show(item) if not isinstance(item, dict) else _announcement(item)}" for item in items)
     if isinstance(reply.get("timers"), list):
         lines.append(format_timers(reply["timers"]))
     turns = reply.get("turns")
@@ -140,6 +153,11 @@ def format_volume(reply: Reply) -> str:
     return f"volume: {volume}%" if is_int(volume) else f"volume: {_show(volume)}"
 
 
+def format_muted(reply: Reply) -> str:
+    """`muted: yes` or `muted: no` from a reply that carries it (a status reply, for a bare `ctl mute`)."""
+    return f"muted: {_show(reply.get('muted'))}"
+
+
 def format_result(cmd: str, reply: Reply) -> str:
     """One line for a successful non-status command."""
     if cmd == "timers":
@@ -151,5 +169,8 @@ def format_result(cmd: str, reply: Reply) -> str:
         del extras["volume"]
     elif cmd == "night" and "night" in extras:
         headline = f"night: {_show(extras.pop('night'))}"
+    elif cmd == "mute" and "muted" in extras:
+        headline = format_muted(extras)
+        del extras["muted"]
     details = ", ".join(f"{key.replace('_', ' ')} {_show(value)}" for key, value in extras.items())
     return headline + (f" ({details})" if details else "")

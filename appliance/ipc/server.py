@@ -62,6 +62,7 @@ def error_reply(message: str) -> Reply:
 
 _EXAMPLE = '{"cmd": "status"}'
 _NIGHT_EXAMPLE = '{"cmd": "night", "mode": "auto"}'
+_MUTE_EXAMPLE = '{"cmd": "mute", "muted": true}'
 
 
 def validate_request(request: Any) -> tuple[str, dict[str, Any]]:
@@ -78,6 +79,10 @@ def validate_request(request: Any) -> tuple[str, dict[str, Any]]:
         _validate_volume(args)
     elif cmd == "night":
         _validate_night(args)
+    elif cmd == "mute":
+        _validate_mute(args)
+    elif cmd == "say":
+        _validate_say(args)
     elif args:
         raise CommandError(f"{cmd!r} takes no arguments (got: {', '.join(sorted(map(str, args)))})")
     return cmd, args
@@ -104,6 +109,22 @@ def _validate_night(args: dict[str, Any]) -> None:
         raise CommandError(f"'night' needs \"mode\", one of {modes}; send {_NIGHT_EXAMPLE}")
     if args["mode"] not in NIGHT_MODES:
         raise CommandError(f"night \"mode\" must be one of {modes}, got {args['mode']!r}; send {_NIGHT_EXAMPLE}")
+
+
+def _validate_mute(args: dict[str, Any]) -> None:
+    extra = sorted(set(args) - {"muted"})
+    if extra:
+        raise CommandError(
+            f"'mute' takes only \"muted\" (true or false), not: {', '.join(extra)}; send {_MUTE_EXAMPLE}")
+    if "muted" not in args:
+        raise CommandError(f"'mute' needs \"muted\", true or false; send {_MUTE_EXAMPLE}")
+    if not isinstance(args["muted"], bool):
+        raise CommandError(f"mute \"muted\" must be true or false, got {args['muted']!r}; send {_MUTE_EXAMPLE}")
+
+
+def _validate_say(args: dict[str, Any]) -> None:
+    if set(args) != {"text"} or not isinstance(args["text"], str):
+        raise CommandError('\'say\' takes only "text", the sentence to speak; send {"cmd": "say", "text": "Dinner is ready"}')
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 KNOWN_COMMANDS: tuple[str, ...] = (
-    "status", "press", "release", "tap", "stop", "volume", "new-conversation", "timers", "night",
+    "status", "press", "release", "tap", "stop", "volume", "new-conversation", "timers", "night", "mute", "say",
 )
 #: the longest request line the server reads; the client reads replies up to four times this
 MAX_REQUEST_BYTES = 64 * 1024

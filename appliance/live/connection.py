@@ -22,6 +22,7 @@ went out on, and each new connection replays it.  The pure parts live beside it:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -538,10 +539,25 @@ class LiveSession:
             if ws.state.name != "CLOSED":
                 await ws.close(1000)
 
+    def _setup_message(self, handle: str | None) -> dict[str, Any]:
+        """`setup` with the declarations of this moment; a failing source costs only its own.
+
+        Why guarded: the source is someone else's code (the MCP manager), and a bug there
+        must not keep the device from talking at all.
+        """
+        try:
+            return p.build_setup(self.settings, self.profile, handle)
+        except Exception:
+            if self.settings.function_source is None:
+                raise
+            log.exception("the function declarations to add failed; this session goes without them")
+            alone = dataclasses.replace(self.settings, function_source=None)
+            return p.build_setup(alone, self.profile, handle)
+
     async def _setup(self, ws: ClientConnection, handle: str | None) -> tuple[CloseKind, int | None, str] | None:
         """Send setup and wait for setupComplete; None when the session is ready."""
         try:
-            await ws.send(p.encode(p.build_setup(self.settings, self.profile, handle)))
+            await ws.send(p.encode(self._setup_message(handle)))
             deadline = self._clock() + self._options.setup_timeout_s
             while True:
                 remaining = deadline - self._clock()

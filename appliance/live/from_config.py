@@ -22,9 +22,10 @@ def session_settings(
     cfg: Config,
     *,
     functions: tuple[dict, ...] = (),
+    function_source: p.FunctionSource | None = None,
     google_search: bool = False,
 ) -> p.SessionSettings:
-    """What `setup` asks for, as the config says."""
+    """What `setup` asks for, as the config says; `function_source` is asked again at each setup."""
     live = cfg.live
     return p.SessionSettings(
         model=live.model,
@@ -36,6 +37,7 @@ def session_settings(
         compression_trigger_tokens=live.compression_trigger_tokens,
         compression_target_tokens=live.compression_target_tokens,
         functions=functions,
+        function_source=function_source,
         google_search=google_search,
     )
 
@@ -45,9 +47,11 @@ def session_from_config(
     api_key: Secret | None,
     *,
     functions: tuple[dict, ...] = (),
+    function_source: p.FunctionSource | None = None,
     google_search: bool = False,
 ) -> LiveSession:
-    """The session as the config describes it; the daemon adds its tools' declarations."""
+    """The session as the config describes it; the daemon adds its tools' declarations
+    (`functions`, fixed) and the MCP servers' (`function_source`, asked at each setup)."""
     live = cfg.live
     options = SessionOptions(
         setup_timeout_s=live.setup_timeout_s,
@@ -56,7 +60,8 @@ def session_from_config(
         auth=live.auth,
         reply_timeout_s=live.reply_timeout_s,
     )
-    settings = session_settings(cfg, functions=functions, google_search=google_search)
+    settings = session_settings(cfg, functions=functions, function_source=function_source,
+                                google_search=google_search)
     return LiveSession(endpoint_url(live), settings, api_key, options)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from appliance.live.cleaning import clean_text
 from appliance.live.profiles import ModelProfile
@@ -30,6 +30,12 @@ MAX_OUTPUT_RATE = 48000
 # --------------------------------------------------------------------------
 # Client messages
 
+#: asked at every setup for declarations that come and go (an MCP server's tools); it
+#: must answer at once, with what is available then
+FunctionSource = Callable[[], Sequence[Mapping[str, Any]]]
+#: the one `behavior` a declaration may ask for itself, where the model's profile allows it
+OWN_BEHAVIOR = "NON_BLOCKING"
+
 
 @dataclass(frozen=True)
 class SessionSettings:
@@ -41,9 +47,13 @@ class SessionSettings:
     system_instruction: str = ""
     input_transcription: bool = True
     output_transcription: bool = True
-    #: function declarations as {"name", "description", "parameters"} dicts;
-    #: the profile decides the `behavior` field
+    #: function declarations as {"name", "description", "parameters"} dicts, fixed for the
+    #: life of the settings (the device's own tools); the profile decides the `behavior`
+    #: field, unless a declaration says "behavior": "NON_BLOCKING" where the profile allows it
     functions: tuple[Mapping[str, Any], ...] = ()
+    #: more declarations, asked for at each setup (so tools that came up since are declared
+    #: in the next session); a name already declared is left out
+    function_source: FunctionSource | None = None
     google_search: bool = False
     compression_trigger_tokens: int = 25600
     compression_target_tokens: int = 12800
@@ -131,17 +141,34 @@ def build_setup(
     return {"setup": setup}
 
 
+def declared_functions(settings: SessionSettings) -> list[Mapping[str, Any]]:
+    """The fixed declarations, then the source's as it answers now; the first of a name wins.
+
+    Why: two declarations with one name would be refused by the service, and a call by
+    that name could only go to one of them.
+    """
+    provided = settings.function_source() if settings.function_source is not None else ()
+    chosen: dict[str, Mapping[str, Any]] = {}
+    for fn in (*settings.functions, *provided):
+        chosen.setdefault(str(fn.get("name", "")), fn)
+    return list(chosen.values())
+
+
 def _build_tools(settings: SessionSettings, profile: ModelProfile) -> list[dict[str, Any]]:
     tools: list[dict[str, Any]] = []
-    if settings.functions:
+    functions = declared_functions(settings)
+    if functions:
         declarations = []
-        for fn in settings.functions:
+        for fn in functions:
             decl = {k: _without_nulls(fn[k]) for k in ("name", "description", "parameters") if fn.get(k) is not None}
-            if profile.tool_behavior:
-                decl["behavior"] = profile.tool_behavior
+            behavior = profile.tool_behavior
+            if fn.get("behavior") == OWN_BEHAVIOR and profile.non_blocking_tools:
+                behavior = OWN_BEHAVIOR
+            if behavior:
+                decl["behavior"] = behavior
             declarations.append(decl)
         tools.append({"functionDeclarations": declarations})
-    if settings.google_search and (profile.search_with_functions or not settings.functions):
+    if settings.google_search and (profile.search_with_functions or not functions):
         tools.append({"googleSearch": {}})
     return tools
 

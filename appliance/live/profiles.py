@@ -24,6 +24,9 @@ class ModelProfile:
     proactive_audio: bool = False
     #: `behavior` for function declarations, or None to omit the field
     tool_behavior: str | None = None
+    #: a declaration may ask for `behavior: NON_BLOCKING` (async calls) itself; where it may
+    #: not, its own behavior is dropped for `tool_behavior`
+    non_blocking_tools: bool = False
     #: whether `{"googleSearch": {}}` may sit beside our function declarations
     search_with_functions: bool = False
     known: bool = True
@@ -38,6 +41,7 @@ _PROFILES: dict[str, ModelProfile] = {
             # 3.8 has no thinking knob, dropped affective dialog, and always runs
             # proactive audio (sending proactiveAudio: false is an error).
             tool_behavior="BLOCKING",
+            non_blocking_tools=True,
             search_with_functions=True,
         ),
         ModelProfile(
@@ -45,6 +49,7 @@ _PROFILES: dict[str, ModelProfile] = {
             # Function calling is async only here: a declaration that is not
             # NON_BLOCKING (or leaves `behavior` out) closes the session with 1007.
             tool_behavior="NON_BLOCKING",
+            non_blocking_tools=True,
             search_with_functions=True,
         ),
         ModelProfile(
@@ -58,6 +63,7 @@ _PROFILES: dict[str, ModelProfile] = {
             thinking_config={"thinkingBudget": 0},
             affective_dialog=True,
             tool_behavior="BLOCKING",
+            non_blocking_tools=True,
         ),
     )
 }

@@ -5,6 +5,10 @@
 these specs, so a new field in the schema needs no code anywhere else.  Values arrive
 typed from TOML (`convert_typed`) or as text from the environment and `--set`
 (`convert_text`); `constraint_problem` then applies the declared constraints.
+
+`[mcp]` is the one section without specs: its `[[mcp.servers]]` are tables, which no
+per-key spec describes, so `appliance.mcp.config` reads it whole and `sections()` leaves
+it out; `setting_names()` lists every setting, its keys included.
 """
 
 from __future__ import annotations
@@ -18,21 +22,26 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from appliance.mcp.config import SETTINGS_KEYS as MCP_KEYS
 from appliance.settings.display import closest, name_looks_secret, show
 from appliance.settings.schema import Config
 
 __all__ = [
     "ENV_PREFIX",
+    "MCP_SECTION",
     "Spec",
     "bound",
     "constraint_problem",
     "convert_text",
     "convert_typed",
     "sections",
+    "setting_names",
 ]
 
 #: environment variables APPLIANCE_<SECTION>_<KEY> set a setting
 ENV_PREFIX = "APPLIANCE_"
+#: the `Config` field (and TOML table) that `appliance.mcp.config.parse_mcp_table` reads whole
+MCP_SECTION = "mcp"
 
 _TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 _FALSE_WORDS = frozenset({"false", "0", "no", "off"})
@@ -82,7 +91,7 @@ def sections() -> dict[str, tuple[type, dict[str, Spec]]]:
     """Section name -> (dataclass, key -> spec), derived from `Config`."""
     result: dict[str, tuple[type, dict[str, Spec]]] = {}
     for section, section_type in typing.get_type_hints(Config).items():
-        if not dataclasses.is_dataclass(section_type):
+        if section == MCP_SECTION or not dataclasses.is_dataclass(section_type):
             continue
         hints = typing.get_type_hints(section_type)
         specs = {}
@@ -91,6 +100,12 @@ def sections() -> dict[str, tuple[type, dict[str, Spec]]]:
             specs[f.name] = Spec(section, f.name, kind, is_tuple, f.metadata)
         result[section] = (section_type, specs)
     return result
+
+
+def setting_names() -> tuple[str, ...]:
+    """Every setting as "section.key", `[mcp]`'s too; each is `getattr(getattr(cfg, section), key)`."""
+    named = [spec.dotted for _type, specs in sections().values() for spec in specs.values()]
+    return (*named, *(f"{MCP_SECTION}.{key}" for key in MCP_KEYS))
 
 
 def bound(number: float) -> str:

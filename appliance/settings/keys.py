@@ -13,12 +13,11 @@ import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from appliance.atomicfile import FileRefused, read_regular_file
 from appliance.settings.checks import check_key_file
 from appliance.settings.display import looks_like_credential, show
 from appliance.settings.errors import ConfigError
 from appliance.settings.schema import Config
-from appliance.settings.secrets import API_KEY_ENV, CREDENTIAL_NAME, Secret
+from appliance.settings.secrets import API_KEY_ENV, CREDENTIAL_NAME, Secret, read_secret_text
 
 __all__ = ["KEY_FILE_MAX_BYTES", "api_key_source", "load_api_key"]
 
@@ -102,20 +101,7 @@ def _read_configured_key_file(cfg: Config, warn: Callable[[str], None]) -> str:
 
 
 def _read_key_file(path: Path, label: str) -> str:
-    try:
-        text = read_regular_file(path, KEY_FILE_MAX_BYTES).decode("utf-8")
-    except FileRefused as exc:
-        if exc.problem.startswith("is larger"):
-            raise ConfigError(f"{label} {exc.problem}; it must hold only the API key") from None
-        raise ConfigError(f"{label} {exc.problem}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{label} is not UTF-8 text") from None
-    except OSError as exc:
-        raise ConfigError(f"{label} cannot be read: {exc.strerror or exc}") from None
-    key = text.strip()
-    if not key:
-        raise ConfigError(f"{label} is empty; put the API key in it")
-    return _checked_key(key, label)
+    return _checked_key(read_secret_text(path, label, KEY_FILE_MAX_BYTES, "the API key"), label)
 
 
 def _checked_key(key: str, label: str) -> str:

@@ -12,10 +12,15 @@ What the settings are is `schema`'s; how a raw value becomes one is `fields`'.
 `collect_config` walks every layer to the end and returns every problem it met (what
 `appliance config check` lists); `load_config` is that same walk, refusing with the first
 problem, so the daemon and the check cannot disagree about what is wrong.
+
+`[mcp]` has no specs: the file's table goes whole to `parse_mcp_table`, whose problems
+join the others.  The environment and `--set` can change its timings (each checked by
+the same function) but not `mcp.servers`, a list of tables that only the file can hold.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import types
@@ -24,10 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from appliance.mcp.config import SETTINGS_KEYS as MCP_KEYS
+from appliance.mcp.config import TIMINGS as MCP_TIMINGS
+from appliance.mcp.config import McpSettings, parse_mcp_table
 from appliance.settings.display import closest, name_looks_secret, show
 from appliance.settings.errors import ConfigError
 from appliance.settings.fields import (
     ENV_PREFIX,
+    MCP_SECTION,
     Spec,
     constraint_problem,
     convert_text,
@@ -63,6 +72,8 @@ class _Layers:
     problems: list[str] = field(default_factory=list)
     #: "section.key" whose latest value was refused (its default stands in for it)
     bad: set[str] = field(default_factory=set)
+    #: `[mcp]` as the layers so far make it (it has no per-key specs)
+    mcp: McpSettings = field(default_factory=McpSettings)
 
     def refuse(self, message: str, key: str = "") -> None:
         self.problems.append(" ".join(message.splitlines()))
@@ -89,12 +100,17 @@ def _name(text: str) -> str:
     return text if len(text) <= _MAX_SHOWN_NAME else text[: _MAX_SHOWN_NAME - 3] + "..."
 
 
+def _section_names() -> list[str]:
+    return [*sections(), MCP_SECTION]
+
+
 def _section_specs(layers: _Layers, section: str, origin: str) -> dict[str, Spec] | None:
     known = sections()
     if section in known:
         return known[section][1]
-    guess = closest(section, list(known))
-    hint = f"did you mean [{guess}]?" if guess else f"known sections: {', '.join(known)}"
+    names = _section_names()
+    guess = closest(section, names)
+    hint = f"did you mean [{guess}]?" if guess else f"known sections: {', '.join(names)}"
     layers.refuse(f"unknown section [{_name(section)}] {origin}; {hint}")
     return None
 
@@ -136,6 +152,9 @@ def _apply_file(layers: _Layers, path: Path) -> None:
         layers.refuse(str(exc))
         return
     for section, table in document.items():
+        if section == MCP_SECTION:
+            _apply_mcp_file(layers, table, origin)
+            continue
         if not isinstance(table, dict):
             layers.refuse(_outside_section(section, origin))
             continue
@@ -147,18 +166,62 @@ def _apply_file(layers: _Layers, path: Path) -> None:
                 _apply_raw(layers, spec, raw, origin, convert_typed)
 
 
+def _apply_mcp_file(layers: _Layers, table: Any, origin: str) -> None:
+    """The file's `[mcp]` and `[[mcp.servers]]`, through the one parser they have."""
+    problems: list[str] = []
+    layers.mcp = parse_mcp_table(table, problems)
+    for problem in problems:
+        layers.refuse(f"{problem} ({origin})")
+    if isinstance(table, dict):
+        for key in MCP_KEYS:
+            if key in table:
+                layers.origins[f"{MCP_SECTION}.{key}"] = origin
+
+
+def _apply_mcp_text(layers: _Layers, key: str, raw: str, origin: str, *, as_env: bool) -> None:
+    """One `[mcp]` timing from the environment or `--set`; `mcp.servers` only from the file."""
+    dotted = f"{MCP_SECTION}.{key}"
+    if key == "servers":
+        layers.refuse(f"{dotted} {origin} cannot be set there: servers are [[mcp.servers]] tables, "
+                      "so they go in the config file (see `appliance config template`)", dotted)
+        return
+    if key not in MCP_TIMINGS:
+        guess = closest(key, list(MCP_TIMINGS))
+        if guess:
+            meant = f"{ENV_PREFIX}{MCP_SECTION}_{guess}".upper() if as_env else f"{MCP_SECTION}.{guess}"
+            hint = f"did you mean {meant}?"
+        else:
+            hint = f"known keys in [{MCP_SECTION}]: {', '.join(MCP_KEYS)}"
+        layers.refuse(f"unknown key {MCP_SECTION}.{_name(key)} {origin}; {hint}")
+        return
+    value: Any = raw
+    try:
+        value = float(raw)
+    except ValueError:
+        pass  # the parser says what a number of seconds looks like
+    problems: list[str] = []
+    parsed = parse_mcp_table({key: value}, problems)
+    if problems:
+        layers.refuse(f"{problems[0]} ({origin})", dotted)
+        return
+    layers.mcp = dataclasses.replace(layers.mcp, **{key: getattr(parsed, key)})
+    layers.origins[dotted] = origin
+    layers.bad.discard(dotted)
+
+
 def _outside_section(key: str, origin: str) -> str:
     owners = [s for s, (_, specs) in sections().items() if key in specs]
+    owners += [MCP_SECTION] if key in MCP_KEYS else []
     if owners:
         hint = f"move it under [{owners[0]}] (did you mean {owners[0]}.{key}?)"
     else:
-        hint = f"settings belong in a section: {', '.join(f'[{s}]' for s in sections())}"
+        hint = f"settings belong in a section: {', '.join(f'[{s}]' for s in _section_names())}"
     return f"key {_name(key)} {origin} is outside any section; {hint}"
 
 
 def _split_env_name(name: str) -> tuple[str, str]:
     rest = name[len(ENV_PREFIX) :].lower()
-    matching = [s for s in sections() if rest.startswith(s + "_")]
+    matching = [s for s in _section_names() if rest.startswith(s + "_")]
     if not matching:
         return rest.split("_", 1)[0], ""
     section = max(matching, key=len)
@@ -171,6 +234,9 @@ def _apply_env(layers: _Layers, env: Mapping[str, str]) -> None:
             continue
         origin = f"{_ENV_ORIGIN}{escape_controls(name)}"
         section, key = _split_env_name(name)
+        if section == MCP_SECTION:
+            _apply_mcp_text(layers, key, env[name], origin, as_env=True)
+            continue
         spec = _spec(layers, section, key, origin, as_env=True)
         if spec is not None:
             _apply_raw(layers, spec, env[name], origin, convert_text)
@@ -183,6 +249,9 @@ def _apply_overrides(layers: _Layers, overrides: Sequence[str]) -> None:
         if not sep or not dot or not section or not key:
             shown = show(item, hidden=name_looks_secret(item))
             layers.refuse(f"--set expects section.key=value, like live.model=NAME (got {shown})")
+            continue
+        if section == MCP_SECTION:
+            _apply_mcp_text(layers, key, raw, _SET_ORIGIN, as_env=False)
             continue
         spec = _spec(layers, section, key, _SET_ORIGIN)
         if spec is not None:
@@ -266,6 +335,7 @@ def collect_config(
     _apply_overrides(layers, overrides)
     whole = Config(
         **_build_sections(layers),
+        mcp=layers.mcp,
         source=str(path) if path is not None else "defaults",
         origins=types.MappingProxyType(dict(layers.origins)),
     )

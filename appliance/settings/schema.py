@@ -28,6 +28,7 @@ from appliance.hw.led_outputs import KINDS as LED_KINDS
 from appliance.hw.led_patterns import repeated_colour
 from appliance.live.profiles import DEFAULT_MODEL, known_models
 from appliance.live.voices import PREBUILT_VOICES
+from appliance.mcp.config import McpSettings
 from appliance.settings.checks import (
     MAX_BCM_PIN,
     check_device_rate,
@@ -294,6 +295,15 @@ class ButtonConfig:
     long_hold_s: float = setting(
         5.0, "Holding this long while idle starts a new conversation.", min=1.0, max=30.0
     )
+    mute_hold_s: float = setting(
+        10.0,
+        "Holding this long without talking mutes the microphone, or unmutes it; more than long_hold_s.",
+        min=2.0, max=60.0,
+    )
+
+    def cross_checks(self) -> Iterator[tuple[str, str]]:
+        if self.mute_hold_s <= self.long_hold_s:
+            yield ("mute_hold_s", f"must be more than button.long_hold_s ({self.long_hold_s:g})")
 
 
 @dataclass(frozen=True)
@@ -453,6 +463,8 @@ class Config:
     timers: TimersConfig = field(default_factory=TimersConfig)
     state: StateConfig = field(default_factory=StateConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    #: `[mcp]` and its `[[mcp.servers]]`, read whole by `appliance.mcp.config` (no per-key specs)
+    mcp: McpSettings = field(default_factory=McpSettings)
     source: str = "defaults"
     # "section.key" -> where the value came from, for keys not left at their default.
     origins: Mapping[str, str] = field(

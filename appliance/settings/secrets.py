@@ -18,12 +18,17 @@ import hmac
 import logging
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 from typing import NoReturn
+
+from appliance.atomicfile import FileRefused, read_regular_file
+from appliance.settings.errors import ConfigError
 
 __all__ = [
     "API_KEY_ENV",
     "CREDENTIAL_NAME",
     "NO_API_KEY",
+    "read_secret_text",
     "REDACTED",
     "RedactingFilter",
     "Secret",
@@ -181,3 +186,22 @@ def install_redaction(secret: Secret | str, *, only_existing: bool = False) -> R
         elif not only_existing:  # only_existing: leave handlers we did not set up alone
             handler.addFilter(shared)
     return shared
+
+
+def read_secret_text(path: Path, label: str, max_bytes: int, what: str) -> str:
+    """The one secret a small file holds (an API key, a server's token), stripped; ConfigError
+    (one line, `label` naming the file, never its content) when it is refused, unreadable or empty."""
+    try:
+        text = read_regular_file(path, max_bytes).decode("utf-8")
+    except FileRefused as exc:
+        if exc.problem.startswith("is larger"):
+            raise ConfigError(f"{label} {exc.problem}; it must hold only {what}") from None
+        raise ConfigError(f"{label} {exc.problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{label} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{label} cannot be read: {exc.strerror or exc}") from None
+    secret = text.strip()
+    if not secret:
+        raise ConfigError(f"{label} is empty; put {what} in it")
+    return secret

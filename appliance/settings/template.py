@@ -9,7 +9,8 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from appliance.settings.fields import ENV_PREFIX, Spec, bound, sections
+from appliance.mcp.config import TIMINGS as MCP_TIMINGS
+from appliance.settings.fields import ENV_PREFIX, MCP_SECTION, Spec, bound, sections
 from appliance.settings.schema import Config
 from appliance.settings.secrets import API_KEY_ENV, CREDENTIAL_NAME
 
@@ -86,4 +87,47 @@ def config_template() -> str:
             for text in (spec.meta.get("help", ""), f"({_constraint_note(spec)})"):
                 lines.extend(textwrap.wrap(text, width=88, initial_indent="# ", subsequent_indent="# "))
             lines.append(f"#{name} = {_toml_value(getattr(instance, name))}")
+    lines.extend(_mcp_block(defaults))
     return "\n".join(lines) + "\n"
+
+
+#: what each `[mcp]` timing is for (its range and default are `appliance.mcp.config`'s)
+_MCP_HELP = {
+    "call_timeout_s": "Seconds one tool call may take before the model is told the server did not answer.",
+    "list_timeout_s": "Seconds to connect to a server and list its tools (a server started by command "
+                      "gets extra time to start).",
+    "retry_s": "Seconds between checks of a server that is up, and between tries of one that is down.",
+}
+
+#: a server entry, as the owner of a Home Assistant box would write it (comments with "# ",
+#: so that uncommenting every "#key = value" line still loads the defaults)
+_MCP_EXAMPLE = (
+    "Tools from MCP servers, offered to the model beside the device's own (needs",
+    "pip install 'appliance[home]'). One [[mcp.servers]] table per server; url for a server on",
+    "the network (plain http:// only to this machine or the local network), or command (and",
+    "args) for one the appliance starts. include/exclude are patterns over tool names.",
+    "Home Assistant: add the \"Model Context Protocol Server\" integration, expose the",
+    "entities to Assist, make a long-lived access token (your profile, Security tab) and put",
+    "it alone in a file only the appliance can read (chmod 600). Servers are set here only,",
+    "not by environment or --set; a change takes a restart.",
+    "[[mcp.servers]]",
+    'name = "home"',
+    'url = "http://homeassistant.local:8123/api/mcp"',
+    'token_file = "/etc/appliance/home-token"',
+    'include = ["Hass*", "GetLiveContext"]',
+    'exclude = ["HassCancelAllTimers"]',
+)
+
+
+def _mcp_block(defaults: Config) -> list[str]:
+    intro, example = _MCP_EXAMPLE[:8], _MCP_EXAMPLE[8:]
+    lines = ["", *(f"# {line}" for line in intro), f"[{MCP_SECTION}]"]
+    for key, (low, high) in MCP_TIMINGS.items():
+        lines.append("")
+        env = f"{ENV_PREFIX}{MCP_SECTION}_{key}".upper()
+        for text in (_MCP_HELP[key], f"(range {bound(low)}..{bound(high)}; env {env})"):
+            lines.extend(textwrap.wrap(text, width=88, initial_indent="# ", subsequent_indent="# "))
+        lines.append(f"#{key} = {_toml_value(getattr(defaults.mcp, key))}")
+    lines.append("")
+    lines.extend(f"# {line}" for line in example)
+    return lines

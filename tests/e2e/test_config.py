@@ -601,6 +601,29 @@ def test_config_show_names_each_origin_and_hides_the_key(tmp_path: Path) -> None
     assert "api key = set (hidden)  (environment variable GEMINI_API_KEY)" in lines
 
 
+def test_an_mcp_mistake_is_listed_by_check_and_refused_by_the_daemon_in_one_line(tmp_path: Path) -> None:
+    token = tmp_path / "home-token"
+    token.write_text("tok-e2e-3b9c71-never-shown\n")
+    token.chmod(0o644)  # others can read it: refused, with the chmod that fixes it
+    path = write(tmp_path, f"[audio]\nvolume = 700\n[[mcp.servers]]\nname = \"home\"\n"
+                           f"url = \"http://homeassistant.local:8123/api/mcp\"\ntoken_file = \"{token}\"\n"
+                           "colour = \"red\"\n")
+    refused = run_appliance("--config", str(path), "run", "--keyboard")
+    checked = run_appliance("--config", str(path), "--set", "mcp.servers=home", "config", "check")
+    lines = checked.stdout.splitlines()
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1
+    assert checked.returncode == 1 and lines[0] == refused.stderr.strip().removeprefix("appliance: ")
+    assert lines[1].startswith("mcp.servers[0].'colour' is not a setting; known: name, url, token_file")
+    assert lines[2].startswith("mcp.servers from --set cannot be set there")
+    assert lines[3] == f"3 mistakes (config file {path})"
+
+    path.write_text(path.read_text().replace("volume = 700", "volume = 50").replace('colour = "red"\n', ""))
+    refused = run_appliance("--config", str(path), "run", "--keyboard")
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1
+    assert refused.stderr.startswith(f"appliance: mcp.servers[0].token_file '{token}' has mode 644")
+    assert f"chmod 600 {token}" in refused.stderr and "tok-e2e-3b9c71" not in refused.stderr
+
+
 def test_the_printed_template_checks_clean(tmp_path: Path) -> None:
     template = run_appliance("config", "template")
     assert template.returncode == 0 and template.stdout == config_template()

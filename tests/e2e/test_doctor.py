@@ -134,7 +134,8 @@ def test_everything_passes_on_a_working_setup(tmp_path, pulse, monkeypatch, gpio
     checks, summary = lines[:-1], lines[-1]
     assert [line.split(" ", 2)[1].rstrip(":") for line in checks] == list(CHECK_NAMES)
     assert all(line.startswith("PASS ") for line in checks), "\n".join(lines)
-    assert summary == "doctor: all 10 checks passed (1 skipped)"
+    assert summary == "doctor: all 11 checks passed (2 skipped)"
+    assert line_for(lines, "mcp") == "PASS mcp: skipped: no [[mcp.servers]]"
     assert line_for(lines, "power") == "PASS power: skipped: no vcgencmd (not a Raspberry Pi OS system)"
     assert "synchronised (timedatectl)" in line_for(lines, "clock")
     assert "TCP (plain ws://, this machine only)" in line_for(lines, "network")
@@ -185,7 +186,7 @@ def test_json_output_reports_the_same_failures_as_the_text(tmp_path, pulse, monk
             assert line == f"PASS {check['name']}: {check['detail']}"
         else:
             assert line == f"FAIL {check['name']}: {check['detail']} — {check['advice']}"
-    assert text_lines[-1] == "doctor: 3 of 10 checks failed: key-accepted, audio-devices, microphone"
+    assert text_lines[-1] == "doctor: 3 of 11 checks failed: key-accepted, audio-devices, microphone"
 
 
 # --------------------------------------------------------------------------- single checks that fail, with advice
@@ -464,6 +465,92 @@ def test_a_hung_check_does_not_hang_doctor(tmp_path):
     assert code == 1
     assert lines[0] == "FAIL network: no result within 0.5 s — check the network connection and DNS"
     assert lines[1].startswith("PASS disk: ")
+
+
+# --------------------------------------------------------------------------- MCP servers
+
+
+def with_mcp_servers(tmp_path: Path, servers: str) -> Config:
+    """The doctor's config with `[[mcp.servers]]` read from a file by the loader, as the daemon reads it."""
+    from appliance.settings.loader import load_config
+
+    path = tmp_path / "mcp.toml"
+    path.write_text("[mcp]\nlist_timeout_s = 20\n" + servers)
+    return dataclasses.replace(make_config(tmp_path), mcp=load_config(str(path), env={}).mcp)
+
+
+def test_each_mcp_server_gets_one_line_and_no_token_is_ever_printed(tmp_path, capfd):
+    pytest.importorskip("mcp", reason="the MCP tests need the optional SDK: pip install -e '.[home]'")
+    from mcp_servers.rig import SERVER_SCRIPT, HttpHomeServer, write_token
+
+    right, wrong = tmp_path / "home-token", tmp_path / "old-token"
+    tokens = [write_token(right), write_token(wrong)]
+    home = HttpHomeServer(right)
+    down = HttpHomeServer(right)  # bound but never started: connections are refused
+    home.start()
+    try:
+        cfg = with_mcp_servers(tmp_path, f"""
+[[mcp.servers]]
+name = "home"
+url = "{home.url}"
+token_file = "{right}"
+
+[[mcp.servers]]
+name = "kitchen"
+url = "{home.url}"
+token_file = "{wrong}"
+
+[[mcp.servers]]
+name = "garage"
+url = "{down.url}"
+token_file = "{right}"
+
+[[mcp.servers]]
+name = "desk"
+command = "{sys.executable}"
+args = ["{SERVER_SCRIPT}", "--stdio"]
+exclude = ["hang*"]
+""")
+        code, lines = run_doctor(cfg, make_env(tmp_path), "--only", "mcp")
+    finally:
+        home.stop()
+        down.stop()
+    captured = capfd.readouterr()
+    printed = "\n".join([*lines, captured.out, captured.err])
+
+    assert code == 1
+    assert lines[0] == "PASS mcp: home: reachable, authorised, 5 tools"
+    assert lines[1] == (f"FAIL mcp: kitchen: the server refused the token in {wrong} (HTTP 401); put a valid "
+                        "access token there — check mcp.servers[1].token_file: it must hold a long-lived access "
+                        "token (Home Assistant: your profile, Security tab), alone on one line, chmod 600")
+    assert lines[2].startswith(f"FAIL mcp: garage ({down.url}): unreachable: cannot connect: Connection refused — "
+                               "check that the server is running and that mcp.servers[2].url is its address")
+    assert lines[3] == "PASS mcp: desk: started, 3 tools"
+    assert lines[4] == "doctor: 2 of 4 checks failed: mcp"
+    leaked = any(token in printed for token in tokens)  # a boolean: a failure must not print the token
+    assert not leaked, "a token was printed"
+
+
+def test_mcp_is_skipped_without_servers_and_says_how_to_install_the_sdk_when_it_is_missing(tmp_path, monkeypatch):
+    code, lines = run_doctor(make_config(tmp_path), make_env(tmp_path), "--only", "mcp")
+    assert (code, lines[0]) == (0, "PASS mcp: skipped: no [[mcp.servers]]")
+
+    token_file = tmp_path / "home-token"
+    token_file.write_text("tok-not-sent-anywhere\n")
+    token_file.chmod(0o600)
+    cfg = with_mcp_servers(tmp_path, f"""
+[[mcp.servers]]
+name = "home"
+url = "http://homeassistant.local:8123/api/mcp"
+token_file = "{token_file}"
+""")
+    monkeypatch.setitem(sys.modules, "mcp", None)  # import mcp now raises ImportError, as without the extra
+    monkeypatch.delitem(sys.modules, "appliance.mcp.client", raising=False)
+    code, lines = run_doctor(cfg, make_env(tmp_path), "--only", "mcp")
+    assert code == 1 and len(lines) == 2
+    assert lines[0].startswith("FAIL mcp: servers configured (home), but the mcp package is not installed; "
+                               "install it with: pip install 'appliance[home]' — run that pip in the "
+                               "appliance's venv")
 
 
 # --------------------------------------------------------------------------- TLS to a wss:// endpoint

@@ -99,6 +99,7 @@ def assert_shape(history: list[float], kind: str, peak: float, floor: float = 0.
         ("offline", "blink", 0.3, 0.7),
         ("error", "blink", 3.0, 5.0),
         ("alarm", "blink", 2.5, 3.5),
+        ("muted", "blink", 0.25, 0.5),
     ],
 )
 def test_each_state_has_its_own_rhythm(state: str, kind: str, hz_low: float, hz_high: float) -> None:
@@ -112,6 +113,17 @@ def test_offline_blink_is_short_and_calm() -> None:
     assert pattern.on_time <= 0.3 and pattern.off_time >= 1.0
 
 
+def test_muted_is_a_calm_half_bright_red_not_the_errors_frantic_blink() -> None:
+    muted, error = pattern_for("muted", cap=1.0), pattern_for("error", cap=1.0)
+    assert muted.on_time / muted.period_s >= 0.85, "lit nearly all the time: it reads as a steady light"
+    assert muted.off_time >= 0.2, "yet with a gap a single-colour LED shows, unlike listening or idle"
+    assert muted.level == pytest.approx(0.5) and error.level == pytest.approx(1.0)
+    assert 1.0 / muted.period_s < 1.0 < 1.0 / error.period_s
+    patterns = [pattern_for(state, cap=1.0, idle_brightness=0.2) for state in STATES]
+    rhythms = [(p.kind, round(p.on_time, 3), round(p.off_time, 3)) for p in patterns]
+    assert rhythms.count(rhythms[STATES.index("muted")]) == 1, "another state looks the same on one LED"
+
+
 @pytest.mark.parametrize(
     ("state", "colour", "off_colour"),
     [
@@ -122,6 +134,7 @@ def test_offline_blink_is_short_and_calm() -> None:
         ("error", (1, 0, 0), (0, 0, 0)),
         ("alarm", (1, 1, 1), (1, 0, 0)),
         ("connecting", (0, 0, 0.5), (0, 0, 0)),
+        ("muted", (0.5, 0, 0), (0, 0, 0)),
     ],
 )
 def test_state_colours(state: str, colour: tuple[float, ...], off_colour: tuple[float, ...]) -> None:
@@ -201,6 +214,7 @@ def test_pwm_idle_with_zero_brightness_is_off(make: Callable[..., Leds], factory
         ("offline", "blink", 0.6),
         ("error", "blink", 0.6),
         ("alarm", "blink", 0.6),
+        ("muted", "blink", 0.3),
     ],
 )
 def test_pwm_animated_states_move_and_stay_under_the_cap(
@@ -577,6 +591,7 @@ def wait_for_colours(recorder: FrameRecorder, *expected: tuple[float, ...]) -> l
         ("error", [(1, 0, 0), (0, 0, 0), (1, 0, 0)]),                  # red blink
         ("offline", [(1, 0.5, 0), (0, 0, 0)]),                         # amber blink
         ("alarm", [(1, 1, 1), (1, 0, 0), (1, 1, 1), (1, 0, 0)]),       # white flashes over red
+        ("muted", [(0.5, 0, 0), (0, 0, 0), (0.5, 0, 0)]),              # half red, a short dark gap
     ],
 )
 def test_apa102_shows_each_state(strip: tuple[Leds, FrameRecorder], state: str,

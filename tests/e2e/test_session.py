@@ -208,6 +208,65 @@ def test_a_tool_response_for_a_dead_connection_is_dropped_not_sent():
     run(scenario())
 
 
+LIGHT_ON = {
+    "name": "HassTurnOn",
+    "description": "Turn on a device",
+    "parameters": {"type": "OBJECT", "properties": {"name": {"type": "STRING"}}, "required": ["name"]},
+}
+
+
+def declared(emulator: Emulator, index: int) -> list[str]:
+    tools = emulator.connections[index].setup.get("tools", [])
+    return [d["name"] for tool in tools for d in tool.get("functionDeclarations", [])]
+
+
+def test_tools_that_come_up_after_the_start_are_declared_in_the_next_session_and_called():
+    """The function source (the MCP servers' tools) is asked at every setup: a server that came
+    up during the first session has its tools declared in the second, and the model calls them."""
+    offered: list[dict] = []
+
+    async def scenario():
+        scen = Scenario(reply="tone", tone_seconds=0.2, tool_calls=[("HassTurnOn", {"name": "kitchen"})])
+        async with Emulator(EmulatorConfig(pace=0), scen) as emu:
+            settings = p.SessionSettings(model="gemini-3.8-live", functions=(SET_TIMER,),
+                                         function_source=lambda: list(offered))
+            session = LiveSession(emu.url, settings, KEY, SessionOptions(setup_timeout_s=5.0),
+                                  transient=fast_backoff())
+            await ready(session)
+            offered.append(LIGHT_ON)  # the home server is up now
+            session.new_conversation()
+            await emu.wait_for(lambda e: len(e.connections) == 2 and e.connections[1].setup_complete, 5)
+            assert await session.wait_ready(5)
+            await speak(session, speechlike(0.3))
+            events = await events_until(session, lambda e: isinstance(e, p.ToolCall))
+            call = events[-1].calls[0]
+            await session.send_tool_response([p.FunctionResponse(call.id, call.name, {"output": {"ok": True}})])
+            await events_until(session, is_turn_end)
+            await session.close()
+        assert declared(emu, 0) == ["set_timer"]
+        assert declared(emu, 1) == ["set_timer", "HassTurnOn"]
+        assert (call.name, call.args) == ("HassTurnOn", {"name": "kitchen"})
+        assert emu.turns[0].tool_responses[0]["id"] == call.id
+
+    run(scenario())
+
+
+def test_a_function_source_that_fails_costs_only_its_own_tools(caplog):
+    def broken() -> list[dict]:
+        raise RuntimeError("the tool list is broken")
+
+    async def scenario():
+        async with Emulator(EmulatorConfig(pace=0), Scenario(reply="tone", tone_seconds=0.2)) as emu:
+            settings = p.SessionSettings(model="gemini-3.8-live", functions=(SET_TIMER,), function_source=broken)
+            session = LiveSession(emu.url, settings, KEY, SessionOptions(setup_timeout_s=5.0))
+            await ready(session)
+            await session.close()
+        assert declared(emu, 0) == ["set_timer"]
+
+    run(scenario())
+    assert "the function declarations to add failed" in caplog.text
+
+
 # ---------------------------------------------------------------- resumption
 
 

@@ -25,6 +25,7 @@ class FakeSession:
         self.now = 0.0
         self.conversation = Conversation(reply_timeout_s=reply_timeout_s)
         self.state = LinkState.READY
+        self.texts: list[str] = []
         self.last_error = ""
         self.stats = SessionStats()
         self.connected_at: float | None = 0.0
@@ -68,6 +69,11 @@ class FakeSession:
         return len(responses)
 
     # what the test does, as the uplink and the service would
+    async def send_text(self, text: str) -> int:
+        """A text turn (an announcement): the turn it started; the text is kept in `texts`."""
+        self.texts.append(text)
+        return self.ask()
+
     def ask(self) -> int:
         """The uplink sent a whole question."""
         turn, ended = self.conversation.start_activity(self.now)

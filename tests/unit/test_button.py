@@ -21,8 +21,9 @@ from appliance.settings.schema import ButtonConfig
 from appliance.hw.keyboard import HELP_LINE, KeyboardButton
 
 PRESS, TAP, HOLD, LONG = Gesture.PRESS, Gesture.RELEASE_TAP, Gesture.RELEASE_HOLD, Gesture.LONG_HOLD
+MUTE = Gesture.MUTE_HOLD
 
-CFG = dataclasses.replace(ButtonConfig(), debounce_ms=30, tap_max_ms=400, long_hold_s=5.0)
+CFG = dataclasses.replace(ButtonConfig(), debounce_ms=30, tap_max_ms=400, long_hold_s=5.0, mute_hold_s=10.0)
 WAIT_S = 5.0  # generous: only reached when a test is failing
 
 
@@ -166,7 +167,30 @@ def test_next_deadline_is_none_when_nothing_can_happen() -> None:
     tracker.poll(1.03)
     assert tracker.next_deadline() == pytest.approx(6.0)  # the long hold
     tracker.poll(6.0)
+    assert tracker.next_deadline() == pytest.approx(11.0)  # the mute hold
+    tracker.poll(11.0)
     assert tracker.next_deadline() is None  # held on, nothing more to report until it moves
+
+
+def test_a_12s_hold_is_press_long_hold_mute_hold_once_then_a_hold_release() -> None:
+    reported = run([(1.0, True), (13.0, False)])
+    assert gestures(reported) == [PRESS, LONG, MUTE, HOLD]
+    assert reported[1][1] == pytest.approx(6.0)
+    assert reported[2][1] == pytest.approx(11.0)  # 10 s after the press, while still held
+
+
+def test_letting_go_before_the_mute_hold_time_is_no_mute() -> None:
+    assert gestures(run([(0.0, True), (9.9, False)])) == [PRESS, LONG, HOLD]
+    # a bounce at the mute hold time does not end the press, and the mute hold waits for the finger
+    reported = run([(0.0, True), (9.995, False), (10.005, True), (10.5, False)])
+    assert gestures(reported) == [PRESS, LONG, MUTE, HOLD]
+    assert reported[2][1] == pytest.approx(10.005)
+
+
+def test_a_mute_hold_never_comes_before_the_long_hold() -> None:
+    # a config built in code may skip the loader's check that the mute hold is the longer one
+    crossed = dataclasses.replace(CFG, long_hold_s=5.0, mute_hold_s=3.0)
+    assert gestures(run([(0.0, True), (6.0, False)], crossed)) == [PRESS, LONG, MUTE, HOLD]
 
 
 ops = st.lists(
@@ -181,11 +205,13 @@ ops = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(ops=ops, debounce_ms=st.integers(0, 50), tap_max_ms=st.integers(100, 500), long_ms=st.integers(1, 300))
+@given(ops=ops, debounce_ms=st.integers(0, 50), tap_max_ms=st.integers(100, 500), long_ms=st.integers(1, 300),
+       mute_ms=st.integers(1, 600))
 def test_any_edge_sequence_gives_alternating_press_and_release(
-    ops: list[tuple[str, bool, float, float]], debounce_ms: int, tap_max_ms: int, long_ms: int
+    ops: list[tuple[str, bool, float, float]], debounce_ms: int, tap_max_ms: int, long_ms: int, mute_ms: int
 ) -> None:
-    cfg = dataclasses.replace(CFG, debounce_ms=debounce_ms, tap_max_ms=tap_max_ms, long_hold_s=long_ms / 1000)
+    cfg = dataclasses.replace(CFG, debounce_ms=debounce_ms, tap_max_ms=tap_max_ms, long_hold_s=long_ms / 1000,
+                              mute_hold_s=mute_ms / 1000)
     out: list[Gesture] = []
     tracker = GestureTracker(cfg, out.append, clock=lambda: 0.0)
     now, level = 0.0, False
@@ -196,21 +222,25 @@ def test_any_edge_sequence_gives_alternating_press_and_release(
             level = pressed
         else:
             tracker.poll(now)
-    for _ in range(3):  # let everything settle (a settle can arm the long hold)
+    for _ in range(4):  # let everything settle (a settle can arm the long hold, which arms the mute hold)
         deadline = tracker.next_deadline()
         if deadline is not None:
             tracker.poll(deadline + 1.0)
 
     down = False
-    long_holds = 0
+    long_holds = mute_holds = 0
     for g in out:
         if g is PRESS:
             assert not down, f"two presses without a release: {out}"
-            down, long_holds = True, 0
+            down, long_holds, mute_holds = True, 0, 0
         elif g is LONG:
             assert down, f"a long hold outside a press: {out}"
             long_holds += 1
             assert long_holds == 1, f"two long holds in one press: {out}"
+        elif g is MUTE:
+            assert down and long_holds == 1, f"a mute hold outside a press or before its long hold: {out}"
+            mute_holds += 1
+            assert mute_holds == 1, f"two mute holds in one press: {out}"
         else:
             assert down, f"a release without a press: {out}"
             down = False

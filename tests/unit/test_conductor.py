@@ -107,6 +107,35 @@ def test_what_was_said_comes_out_as_one_line_per_speaker_and_a_cut_reply_says_so
     run(body)
 
 
+def test_an_announcement_waits_for_the_conversation_then_chimes_and_plays_as_a_reply():
+    async def body(rig: Rig):
+        await rig.ask()  # someone is talking to the box
+        item = rig.conductor.announce("The washing machine is done")
+        await rig.settle()
+        assert item.state == "waiting" and rig.session.texts == []
+        rig.session.serve(AUDIO, AUDIO, p.GenerationComplete(), DONE)  # their reply ends: now it is said
+        await rig.settle()
+        assert rig.session.texts and rig.session.texts[0].endswith(": The washing machine is done")
+        assert rig.speaker.earcons[-1] == "announce"
+        assert rig.conductor.state is State.THINKING and item.state == "spoken"
+        await rig.answered()
+        assert rig.conductor.turns[-1].mode == "announcement"
+        assert rig.conductor.status()["announcements"][-1] == {"text": "The washing machine is done", "state": "spoken"}
+
+    run(body)
+
+
+def test_an_announcement_while_offline_plays_the_alert_and_says_why():
+    async def body(rig: Rig):
+        rig.session.link(LinkState.OFFLINE, "router down")
+        await rig.settle()
+        item = rig.conductor.announce("Dinner is ready")
+        assert item.state == "dropped" and "offline" in item.why
+        assert rig.speaker.earcons[-1] == "no_network" and rig.session.texts == []
+
+    run(body)
+
+
 def test_a_drop_mid_reply_returns_to_idle_with_the_error_earcon_and_the_next_reply_plays():
     async def body(rig: Rig):
         await rig.ask()
@@ -335,3 +364,159 @@ def test_status_says_which_model_voice_and_language_the_conversation_uses():
         assert (status["voice"], status["language"]) == ("Puck", "de-DE")
 
     run(body)
+
+
+# ------------------------------------------------------------------ mute
+
+
+def wire_mute(rig: Rig) -> list[bool]:
+    """Own the mute as the daemon does: the hold asks, the owner switches; returns the switches made."""
+    switched: list[bool] = []
+
+    def toggle() -> None:
+        switched.append(not rig.conductor.muted)
+        rig.conductor.set_muted(not rig.conductor.muted, "held")
+
+    rig.conductor.on_mute_toggle = toggle
+    return switched
+
+
+def test_holding_to_mute_shows_muted_and_a_press_then_plays_the_muted_earcon_and_does_not_listen():
+    async def body(rig: Rig):
+        switched = wire_mute(rig)
+        rig.conductor.gesture(Gesture.PRESS)
+        rig.conductor.gesture(Gesture.LONG_HOLD)  # the hold passes the new-conversation mark first
+        await rig.settle()
+        rig.conductor.gesture(Gesture.MUTE_HOLD)
+        rig.conductor.gesture(Gesture.RELEASE_HOLD)
+        assert switched == [True]
+        assert rig.conductor.state is State.MUTED and rig.lights.shown[-1] == "muted"
+        assert rig.speaker.earcons[-1] == "muted"
+        presses = len(rig.uplink.presses)
+        rig.session.link(LinkState.READY, "the new conversation is up")  # the link cannot unmute it
+        await rig.settle()
+        rig.conductor.gesture(Gesture.PRESS)
+        assert len(rig.uplink.presses) == presses and not rig.uplink.listening
+        assert rig.speaker.earcons[-1] == "muted"
+        assert rig.conductor.state is State.MUTED and rig.conductor.status()["muted"] is True
+        rig.conductor.gesture(Gesture.RELEASE_TAP)
+        assert rig.conductor.state is State.MUTED
+
+    run(body)
+
+
+def test_while_muted_a_long_hold_does_nothing_and_a_mute_hold_unmutes():
+    async def body(rig: Rig):
+        switched = wire_mute(rig)
+        rig.conductor.set_muted(True, "ctl")
+        rig.conductor.gesture(Gesture.PRESS)
+        rig.conductor.gesture(Gesture.LONG_HOLD)
+        assert rig.session.new_conversations == 0 and rig.conductor.state is State.MUTED
+        rig.conductor.gesture(Gesture.MUTE_HOLD)
+        rig.conductor.gesture(Gesture.RELEASE_HOLD)
+        assert switched == [False] and not rig.conductor.muted
+        assert rig.conductor.state is State.IDLE and rig.speaker.earcons[-1] == "unmuted"
+        assert rig.conductor.status()["muted"] is False
+        await rig.ask()
+        await rig.answered()
+
+    run(body)
+
+
+def test_a_mute_hold_while_talking_is_a_long_question_not_a_mute():
+    async def body(rig: Rig):
+        switched = wire_mute(rig)
+        rig.conductor.gesture(Gesture.PRESS)
+        rig.uplink.heard_speech = True
+        rig.conductor.gesture(Gesture.LONG_HOLD)
+        rig.conductor.gesture(Gesture.MUTE_HOLD)
+        assert switched == [] and not rig.conductor.muted
+        assert rig.conductor.state is State.LISTENING and rig.uplink.listening
+
+    run(body)
+
+
+def test_muting_while_a_question_is_begun_drops_it_and_rests_muted():
+    async def body(rig: Rig):
+        rig.conductor.gesture(Gesture.PRESS)
+        assert rig.uplink.listening
+        rig.conductor.set_muted(True, "ctl")
+        assert not rig.uplink.listening
+        assert rig.conductor.state is State.MUTED and rig.lights.shown[-1] == "muted"
+        rig.conductor.gesture(Gesture.RELEASE_HOLD)  # the finger comes up after the mute
+        assert rig.conductor.state is State.MUTED
+
+    run(body)
+
+
+def test_a_reply_already_coming_plays_while_muted_and_then_the_muted_light_is_back():
+    async def body(rig: Rig):
+        await rig.ask()
+        rig.conductor.set_muted(True, "ctl")
+        assert rig.conductor.state is State.THINKING  # the answer to what was asked still comes
+        rig.session.serve(AUDIO, AUDIO, p.GenerationComplete(), DONE)
+        await rig.settle()
+        assert len(rig.speaker.fed) == 2
+        assert rig.conductor.state is State.MUTED and rig.lights.shown[-1] == "muted"
+
+    run(body)
+
+
+def test_a_press_while_muted_silences_a_reply_that_is_playing():
+    async def body(rig: Rig):
+        await rig.ask()
+        rig.session.serve(AUDIO)
+        await rig.settle()
+        rig.conductor.set_muted(True, "ctl")
+        assert rig.conductor.state is State.SPEAKING
+        rig.conductor.gesture(Gesture.PRESS)
+        assert rig.speaker.flushes == 1 and rig.speaker.earcons[-1] == "muted"
+        assert rig.conductor.state is State.MUTED and not rig.uplink.listening
+
+    run(body)
+
+
+def test_a_new_conversation_while_muted_keeps_the_muted_light():
+    async def body(rig: Rig):
+        rig.conductor.set_muted(True, "ctl")
+        shown = len(rig.lights.shown)
+        rig.conductor.new_conversation("appliance ctl")
+        assert rig.session.new_conversations == 1
+        assert rig.conductor.state is State.MUTED and "connecting" not in rig.lights.shown[shown:]
+
+    run(body)
+
+
+def test_a_press_while_muted_still_stops_a_ringing_alarm_first():
+    from types import SimpleNamespace
+
+    from fakes import FakeTimers
+
+    @dataclasses.dataclass
+    class Timers(FakeTimers):
+        alarm_level: int = 85
+
+    @dataclasses.dataclass
+    class Speaker(FakeSpeaker):
+        def play_alarm(self, level: int, since_s: float) -> bool:
+            self.earcons.append("alarm")
+            return True
+
+    async def main() -> None:
+        session, uplink, speaker, lights, timers = FakeSession(), FakeUplink(), Speaker(), FakeLights(), Timers()
+        conductor = Conductor(Config(), session, uplink, speaker, lights, clock=lambda: session.now, alarms=timers)
+        conductor.start()
+        try:
+            conductor.set_muted(True, "ctl", announce=False)
+            timers.ringing.append("eggs")
+            conductor.timer_rang(SimpleNamespace(label="eggs"))
+            assert conductor.state is State.ALARM and lights.shown[-1] == "alarm"
+            conductor.gesture(Gesture.PRESS)
+            assert not timers.ringing, "the press did not stop the alarm"
+            assert conductor.state is State.MUTED and lights.shown[-1] == "muted"
+            assert "muted" not in speaker.earcons, "the press was spent on the alarm"
+            assert not uplink.presses
+        finally:
+            await conductor.close()
+
+    asyncio.run(asyncio.wait_for(main(), 10))

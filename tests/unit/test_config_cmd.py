@@ -12,7 +12,8 @@ import pytest
 from appliance.commands.config_cmd import FULL_LIST_HINT, check_command, config_command, show_command
 from appliance.settings import paths
 from appliance.settings.errors import ConfigError
-from appliance.settings.fields import sections
+from appliance.mcp.config import McpServer
+from appliance.settings.fields import sections, setting_names
 from appliance.settings.loader import collect_config, load_config
 from appliance.settings.schema import Config
 from appliance.settings.template import config_template
@@ -111,6 +112,98 @@ def test_a_valid_config_loads_as_before(tmp_path: Path) -> None:
     assert collected.config == load_config(str(path), env={"APPLIANCE_LOG_LEVEL": "debug"})
     assert (collected.config.live.voice, collected.config.audio.volume, collected.config.log.level) == (
         "Puck", 40, "debug")
+
+
+MCP_MISTAKES = """\
+[live]
+voice = "Koer"
+[mcp]
+retry_s = 0
+[[mcp.servers]]
+name = "home"
+url = "http://homeassistant.local:8123/api/mcp"
+token_file = "/nowhere/home-token"
+[[mcp.servers]]
+name = "notes"
+comand = "/usr/local/bin/notes-mcp"
+[[mcp.servers]]
+name = "desk"
+command = "/usr/local/bin/desk-mcp"
+"""
+
+
+def test_mcp_mistakes_are_listed_with_the_others_each_naming_its_key_and_file(tmp_path: Path) -> None:
+    path = write(tmp_path, MCP_MISTAKES)
+    collected = collect_config(str(path), env={}, overrides=["mcp.servers=home", "mcp.call_timeout_s=soon"])
+    assert collected.config is None
+    assert [p.split(" ")[0] for p in collected.problems] == [
+        "invalid", "mcp.retry_s", "mcp.servers[0].token_file", "mcp.servers[1].'comand'", "mcp.servers",
+        "mcp.call_timeout_s"]
+    _voice, retry, token, typo, servers, timeout = collected.problems
+    assert retry == f"mcp.retry_s is 0; it must be from 1 to 3600 seconds (in {path})"
+    assert "does not exist" in token and token.endswith(f"(in {path})")
+    assert "did you mean mcp.servers[1].command?" in typo
+    assert servers.startswith("mcp.servers from --set cannot be set there") and "config file" in servers
+    assert timeout == "mcp.call_timeout_s must be a number of seconds, not 'soon' (from --set)"
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), env={})
+    assert str(info.value) == collect_config(str(path), env={}).problems[0]
+
+
+def test_the_daemon_refuses_an_mcp_mistake_with_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[mcp.servers]]\nname = "home"\nurl = "http://ha.example.com/api/mcp"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), env={})
+    assert str(info.value).startswith("mcp.servers[0].url 'http://ha.example.com/api/mcp' uses plain http://")
+    assert str(info.value).endswith(f"(in {path})")
+
+
+def test_mcp_timings_come_from_the_file_the_environment_and_set_the_servers_from_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[mcp]\nretry_s = 30\ncall_timeout_s = 5\n[[mcp.servers]]\nname = "desk"\n'
+                           'command = "/usr/local/bin/desk-mcp"\n')
+    cfg = load_config(str(path), env={"APPLIANCE_MCP_LIST_TIMEOUT_S": "8"}, overrides=["mcp.call_timeout_s=20"])
+    assert cfg.mcp.servers == (McpServer(name="desk", command="/usr/local/bin/desk-mcp"),)
+    assert (cfg.mcp.call_timeout_s, cfg.mcp.list_timeout_s, cfg.mcp.retry_s) == (20.0, 8.0, 30.0)
+    assert cfg.origins["mcp.call_timeout_s"] == "from --set"
+    assert cfg.origins["mcp.list_timeout_s"] == "from environment variable APPLIANCE_MCP_LIST_TIMEOUT_S"
+    assert cfg.origins["mcp.servers"] == cfg.origins["mcp.retry_s"] == f"in {path}"
+
+
+def test_a_mistyped_mcp_name_gets_a_guess_wherever_it_was_written(tmp_path: Path) -> None:
+    path = write(tmp_path, "[mpc]\nretry_s = 3\n")
+    problems = collect_config(str(path), env={"APPLIANCE_MCP_RETRYS": "4"}, overrides=["mcp.call_timout_s=3"]).problems
+    assert problems == (
+        f"unknown section [mpc] in {path}; did you mean [mcp]?",
+        "unknown key mcp.retrys from environment variable APPLIANCE_MCP_RETRYS; did you mean APPLIANCE_MCP_RETRY_S?",
+        "unknown key mcp.call_timout_s from --set; did you mean mcp.call_timeout_s?",
+    )
+
+
+def test_show_lists_each_mcp_server_with_its_token_file_never_the_token(tmp_path: Path) -> None:
+    token_file = tmp_path / "home-token"
+    token_file.write_text("tok-4f1d9a7c-never-shown\n")
+    token_file.chmod(0o600)
+    path = write(tmp_path, f"""\
+[[mcp.servers]]
+name = "home"
+url = "http://homeassistant.local:8123/api/mcp"
+token_file = "{token_file}"
+include = ["Hass*"]
+[[mcp.servers]]
+name = "notes"
+command = "/usr/local/bin/notes-mcp"
+args = ["--db", "/var/lib/notes.db"]
+""")
+    code, out, _err = show_lines(path, "mcp.retry_s=30")
+    lines = out.splitlines()
+    assert code == 0 and "tok-4f1d9a7c" not in out
+    assert (f"mcp.servers[0] = name 'home', url 'http://homeassistant.local:8123/api/mcp', token_file "
+            f"'{token_file}', include ['Hass*']  (file {path})") in lines
+    assert (f"mcp.servers[1] = name 'notes', command '/usr/local/bin/notes-mcp', args ['--db', "
+            f"'/var/lib/notes.db']  (file {path})") in lines
+    assert "mcp.retry_s = 30.0  (--set)" in lines and "mcp.call_timeout_s = 10.0  (default)" in lines
+    _code, out, _err = show_lines(None)
+    assert "mcp.servers = none  (default)" in out.splitlines()
 
 
 # --------------------------------------------------------------------------- config check
@@ -252,7 +345,20 @@ def test_every_line_of_the_template_uncommented_still_loads_as_the_defaults(tmp_
     path = write(tmp_path, text)
     cfg = load_config(str(path), env={})
     assert cfg == Config(source=str(path))
-    assert len(cfg.origins) == sum(len(specs) for _type, specs in sections().values())
+    # every setting has its line; the servers are an example in "# " comments
+    assert set(cfg.origins) == set(setting_names()) - {"mcp.servers"}
+
+
+def test_the_templates_home_assistant_example_is_a_server_entry_that_loads(tmp_path: Path) -> None:
+    token_file = tmp_path / "home-token"
+    token_file.write_text("tok-example\n")
+    token_file.chmod(0o600)
+    example = re.sub(r"(?m)^# ((\[\[mcp\.servers\]\])|(\w+ = ))", r"\1", config_template())
+    assert example.count("[[mcp.servers]]\nname = ") == 1
+    path = write(tmp_path, example.replace("/etc/appliance/home-token", str(token_file)))
+    [home] = load_config(str(path), env={}).mcp.servers
+    assert (home.name, home.url, home.token_file) == ("home", "http://homeassistant.local:8123/api/mcp",
+                                                      str(token_file))
 
 
 def test_the_template_command_prints_it(capsys: pytest.CaptureFixture[str]) -> None:

@@ -192,6 +192,33 @@ def test_volume_takes_at_most_one_value(sock_path: Path) -> None:
     assert err.getvalue().startswith("appliance ctl: volume takes one argument") and "not running" not in err.getvalue()
 
 
+def test_mute_without_a_word_asks_for_the_status_and_prints_whether_it_is_muted(sock_path: Path) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    with OneShotServer(sock_path, replying(encode_line({**STATUS, "state": "muted", "muted": True}))) as server:
+        code = run_ctl(build_parser().parse_args(["ctl", "mute"]), sock_path, stdout=out, stderr=err)
+    assert code == EXIT_OK and json.loads(server.received) == {"cmd": "status"}
+    assert (out.getvalue(), err.getvalue()) == ("muted: yes\n", "")
+
+
+@pytest.mark.parametrize(("word", "muted"), [("on", True), ("off", False), (" OFF ", False)])
+def test_mute_on_and_off_send_the_mute_and_print_the_answer(sock_path: Path, word: str, muted: bool) -> None:
+    reply = {"ok": True, "muted": muted, "state": "muted" if muted else "idle"}
+    out = io.StringIO()
+    with OneShotServer(sock_path, replying(encode_line(reply))) as server:
+        code = run_ctl(build_parser().parse_args(["ctl", "mute", word]), sock_path, stdout=out)
+    assert code == EXIT_OK and json.loads(server.received) == {"cmd": "mute", "muted": muted}
+    assert out.getvalue() == f"muted: {'yes' if muted else 'no'} (state {reply['state']})\n"
+
+
+@pytest.mark.parametrize(("words", "fragment"), [(["maybe"], "mute takes on|off; got 'maybe'"),
+                                                 (["on", "off"], "mute takes one argument: on|off")])
+def test_mute_refuses_other_words_before_connecting(sock_path: Path, words: list[str], fragment: str) -> None:
+    err = io.StringIO()
+    code = run_ctl(build_parser().parse_args(["ctl", "mute", *words]), sock_path, stderr=err)
+    assert code == EXIT_USAGE
+    assert err.getvalue().startswith(f"appliance ctl: {fragment}") and "not running" not in err.getvalue()
+
+
 # -- the command line: a small parser for ctl, the whole one for the help ---------------------------
 
 
@@ -232,6 +259,7 @@ def test_the_command_word_is_found_past_the_global_options(argv: list[str], word
         ["ctl", "status"],
         ["--config", "c.toml", "--set", "control.socket=/x", "--set", "log.level=debug", "ctl", "volume", "+5"],
         ["--log-level", "info", "ctl", "night", "auto", "--json", "--socket", "/run/s.sock"],
+        ["ctl", "mute", "on", "--json"],
     ],
 )
 def test_the_small_parser_reads_ctl_as_the_whole_parser_does(argv: list[str]) -> None:

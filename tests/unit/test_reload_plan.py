@@ -23,7 +23,7 @@ from appliance.app.reload import (
 from appliance.hw.gestures import Gesture
 from appliance.hw.leds import Leds
 from appliance.live import messages as p
-from appliance.settings.fields import sections
+from appliance.settings.fields import sections, setting_names
 from appliance.settings.loader import load_config
 from appliance.settings.schema import Config, LedsConfig
 from fakes import FakeLights, FakeSession, FakeSpeaker, FakeUplink
@@ -41,7 +41,9 @@ def _changed(cfg: Config, **dotted: object) -> Config:
 
 
 def test_every_setting_is_classified_once() -> None:
-    every = {f"{section}.{key}" for section, (_, specs) in sections().items() for key in specs}
+    every = set(setting_names())
+    assert {f"{section}.{key}" for section, (_, specs) in sections().items() for key in specs} < every
+    assert {"mcp.servers", "mcp.call_timeout_s"} < every
     groups = [LIVE_KEYS, NEW_SESSION_KEYS, RESTART_KEYS, KEPT_KEYS]
     assert set().union(*groups) == every, "a setting without a reload effect, or one that does not exist"
     assert sum(len(g) for g in groups) == len(every), "a setting in two groups"
@@ -52,6 +54,19 @@ def test_a_key_nobody_classified_needs_a_restart() -> None:
     assert effect_of("leds.max_brightness") is Effect.LIVE
     assert effect_of("audio.output_device") is Effect.RESTART
     assert effect_of("new.setting") is Effect.RESTART
+
+
+def test_a_changed_mcp_server_list_or_timing_asks_for_a_restart() -> None:
+    from appliance.mcp.config import McpServer, McpSettings
+
+    old = Config()
+    new = dataclasses.replace(old, mcp=McpSettings(servers=(McpServer(name="home", url="http://127.0.0.1/"),),
+                                                   call_timeout_s=20.0))
+    plan = diff(old, new)
+    assert plan.restart == ("mcp.servers", "mcp.call_timeout_s")
+    assert plan.live == plan.new_session == ()
+    assert plan.now.mcp == plan.later.mcp == old.mcp  # the running manager keeps its servers
+    assert any("mcp.servers, mcp.call_timeout_s changed; restart" in line for line in plan.messages())
 
 
 def test_live_changes_are_in_force_at_once_and_nothing_else_moves() -> None:
@@ -108,6 +123,7 @@ def test_the_config_is_read_again_from_the_same_file_environment_and_set(tmp_pat
         "live.reply_timeout_s=12.25",
         "audio.earcons=off",
         "button.pin=22",
+        "mcp.call_timeout_s=20",  # [mcp] has no specs, but its timings take --set
     ]
     started = load_config(str(path), overrides=overrides)
     again = load_like(started)
@@ -119,6 +135,7 @@ def test_the_config_is_read_again_from_the_same_file_environment_and_set(tmp_pat
     assert reread.timers.alarm_volume == 90  # the environment still counts
     assert reread.leds.colors == ("listening:0040FF", "error:FF0000")  # and --set still wins
     assert reread.live.system_instruction == "Answer = briefly" and reread.button.pin == 22
+    assert reread.mcp.call_timeout_s == 20.0
 
 
 # --------------------------------------------------------------------------- parts that take new settings

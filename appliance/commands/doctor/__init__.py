@@ -1,9 +1,10 @@
 """`appliance doctor`: check, one thing at a time, what the appliance needs to work on this box.
 
-Each check is a small coroutine that returns a `Check`: a name, pass or fail, what it saw,
-and (on failure) what to do about it.  This package holds the command; the checks live in
-one module per part of the box (`config_checks`, `network_checks`, `audio_checks`,
-`gpio_checks`, `system_checks`), `runner` runs them in order under time limits, `machine`
+Each check is a small coroutine that returns a `Check` (or one per server, for `mcp`): a
+name, pass or fail, what it saw, and (on failure) what to do about it.  This package holds
+the command; the checks live in one module per part of the box (`config_checks`,
+`network_checks`, `mcp_checks`, `audio_checks`, `gpio_checks`, `system_checks`), `runner`
+runs them in order under time limits, `machine`
 is the outside world they touch, and `report` is the verdict and its printing.
 """
 

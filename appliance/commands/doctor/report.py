@@ -52,12 +52,14 @@ def format_line(check: Check) -> str:
 
 
 def summary_line(results: Sequence[Check]) -> str:
-    failures = [c.name for c in results if not c.ok]
+    """Counts lines; names each failed check once (the mcp check has a line per server)."""
+    failures = list(dict.fromkeys(c.name for c in results if not c.ok))
     skip_count = sum(1 for c in results if c.skipped)
     skipped_text = f" ({skip_count} skipped)" if skip_count else ""
     if not failures:
         return f"doctor: all {len(results)} checks passed{skipped_text}"
-    return f"doctor: {len(failures)} of {len(results)} checks failed: {', '.join(failures)}"
+    failed_count = sum(1 for c in results if not c.ok)
+    return f"doctor: {failed_count} of {len(results)} checks failed: {', '.join(failures)}"
 
 
 def print_json(results: Sequence[Check], printer: Callable[[str], None]) -> None:

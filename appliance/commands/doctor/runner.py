@@ -2,7 +2,8 @@
 
 Each check runs under its own time limit: one that hangs (a DNS lookup, a busy sound card)
 is reported as failed and the rest still run, and one that crashes becomes a failed check
-too.  Every verdict passes through a redactor before anyone sees it.
+too.  Every verdict passes through a redactor before anyone sees it.  A check about several
+things of one kind (the MCP servers) gives one verdict for each, all under its name.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from appliance.commands.doctor.audio_checks import DEVICE_BUSY_HINT, check_audio
 from appliance.commands.doctor.config_checks import check_api_key, check_config
 from appliance.commands.doctor.gpio_checks import check_gpio
 from appliance.commands.doctor.machine import CheckContext, DoctorEnv
+from appliance.commands.doctor.mcp_checks import check_mcp, mcp_time_limit
 from appliance.commands.doctor.network_checks import check_key_accepted, check_network
 from appliance.commands.doctor.report import Check, failed
 from appliance.commands.doctor.system_checks import check_clock, check_disk, check_power
@@ -37,8 +39,10 @@ class CheckSpec:
     """A check by name, and what to do when it gives no answer in time."""
 
     name: str
-    run: Callable[[CheckContext], Awaitable[Check]]
+    run: Callable[[CheckContext], Awaitable[Check | tuple[Check, ...]]]
     on_timeout: str
+    #: how long this check may need when that depends on the config; at least the usual limit
+    time_limit: Callable[[CheckContext], float] | None = None
 
 
 CHECKS: tuple[CheckSpec, ...] = (
@@ -47,6 +51,8 @@ CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec("clock", check_clock, "timedatectl hangs: check systemd-timedated"),
     CheckSpec("network", check_network, "check the network connection and DNS"),
     CheckSpec("key-accepted", check_key_accepted, "the service is slow or unreachable: see the network check"),
+    CheckSpec("mcp", check_mcp, "an MCP server neither answers nor fails: check it and mcp.list_timeout_s",
+              mcp_time_limit),
     CheckSpec("audio-devices", check_audio_devices, f"a sound card does not answer; {DEVICE_BUSY_HINT}"),
     CheckSpec("microphone", check_microphone, f"the microphone does not answer; {DEVICE_BUSY_HINT}"),
     CheckSpec("gpio", check_gpio, "the GPIO driver does not answer: reboot, then try again"),
@@ -56,21 +62,24 @@ CHECKS: tuple[CheckSpec, ...] = (
 # CHECK_NAMES (the --only choices, in this order) is doctor_arguments'; a unit test keeps CHECKS in step.
 
 
-async def _run_one(spec: CheckSpec, ctx: CheckContext) -> Check:
+async def _run_one(spec: CheckSpec, ctx: CheckContext) -> tuple[Check, ...]:
     """Run one check under its time limit; a crash or a hang becomes a failed check."""
     limit = ctx.env.check_timeout_s
+    if spec.time_limit is not None:
+        limit = max(limit, spec.time_limit(ctx))
     task = asyncio.ensure_future(spec.run(ctx))
     done, _pending = await asyncio.wait({task}, timeout=limit)
     if not done:
         task.cancel()  # not awaited: a check stuck in a thread must not hold doctor up
-        return failed(spec.name, f"no result within {limit:g} s", spec.on_timeout)
+        return (failed(spec.name, f"no result within {limit:g} s", spec.on_timeout),)
     try:
-        return task.result()
+        result = task.result()
     except Exception as exc:  # noqa: BLE001 - a bug in one check must not stop the others
         log.debug("check %s crashed", spec.name, exc_info=True)
         text = " ".join(str(exc).split()) or type(exc).__name__
-        return failed(spec.name, f"the check itself failed: {type(exc).__name__}: {text}",
-                      "report this as a bug, with the line above")
+        return (failed(spec.name, f"the check itself failed: {type(exc).__name__}: {text}",
+                       "report this as a bug, with the line above"),)
+    return (result,) if isinstance(result, Check) else tuple(result)
 
 
 async def run_checks(
@@ -94,11 +103,11 @@ async def run_checks(
     for spec in CHECKS:
         if only and spec.name not in only:
             continue
-        result = await _run_one(spec, ctx)
-        result = dataclasses.replace(result, detail=redact(result.detail), advice=redact(result.advice))
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
+        for result in await _run_one(spec, ctx):
+            result = dataclasses.replace(result, detail=redact(result.detail), advice=redact(result.advice))
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
     return results
 
 

@@ -1,0 +1,97 @@
+"""Device tools answer in line; a home server's tools answer in the background, with their ids."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from appliance.app.tool_router import ToolRouter
+from appliance.live import messages as p
+
+
+class FakeHomeServer:
+    """A fake of McpManager's call side: each call waits until the test releases it."""
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
+        self.gates: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.cancelled: list[str] = []
+
+    def handles(self, name: str) -> bool:
+        return name in self.names
+
+    def start_call(self, call_id: str, name: str, arguments: Any) -> asyncio.Task[dict[str, Any]]:
+        gate = self.gates[call_id] = asyncio.get_running_loop().create_future()
+
+        async def call() -> dict[str, Any]:
+            return await gate
+
+        return asyncio.get_running_loop().create_task(call())
+
+    def cancel_calls(self, ids: list[str]) -> list[str]:
+        done = [i for i in ids if i in self.gates and not self.gates[i].done()]
+        for call_id in done:
+            self.gates[call_id].cancel()
+        self.cancelled += done
+        return done
+
+
+def device(call: p.ToolCall) -> list[p.FunctionResponse]:
+    return [p.FunctionResponse(fc.id or "", fc.name, {"output": "device"}) for fc in call.calls if fc.id]
+
+
+def fc(call_id: str, name: str) -> p.FunctionCall:
+    return p.FunctionCall(id=call_id, name=name, args={})
+
+
+def test_a_slow_light_does_not_hold_back_the_timer_and_answers_with_its_own_id_when_done() -> None:
+    async def scenario() -> tuple[list[p.FunctionResponse], list[list[p.FunctionResponse]]]:
+        home = FakeHomeServer({"HassTurnOn"})
+        sent: list[list[p.FunctionResponse]] = []
+        answered = asyncio.Event()
+
+        async def send(responses: list[p.FunctionResponse]) -> None:
+            sent.append(responses)
+            answered.set()
+
+        router = ToolRouter(device, home, send)
+        now = await router(p.ToolCall(calls=(fc("1", "set_timer"), fc("2", "HassTurnOn"))))
+        assert sent == []  # the light is still switching
+        home.gates["2"].set_result({"output": "on"})
+        await asyncio.wait_for(answered.wait(), 2)
+        await router.close()
+        return now, sent
+
+    now, sent = asyncio.run(scenario())
+    assert now == [p.FunctionResponse("1", "set_timer", {"output": "device"})]
+    assert sent == [[p.FunctionResponse("2", "HassTurnOn", {"output": "on"})]]
+
+
+def test_a_cancelled_call_is_cancelled_at_the_server_and_never_answered() -> None:
+    async def scenario() -> tuple[list[str], list[Any]]:
+        home = FakeHomeServer({"hang"})
+        sent: list[Any] = []
+
+        async def send(responses: list[p.FunctionResponse]) -> None:
+            sent.append(responses)
+
+        router = ToolRouter(device, home, send)
+        assert await router(p.ToolCall(calls=(fc("7", "hang"),))) == []
+        cancelled = router.cancel(["7", "unknown"])
+        for _ in range(5):
+            await asyncio.sleep(0)  # let the cancelled task finish (no timing: a few loop turns)
+        await router.close()
+        return cancelled, sent
+
+    cancelled, sent = asyncio.run(scenario())
+    assert cancelled == ["7"] and sent == []
+
+
+def test_without_home_servers_everything_goes_to_the_device() -> None:
+    async def scenario() -> list[p.FunctionResponse]:
+        async def send(responses: list[p.FunctionResponse]) -> None:
+            raise AssertionError("nothing is sent later")
+
+        return await ToolRouter(device, None, send)(p.ToolCall(calls=(fc("1", "HassTurnOn"),)))
+
+    assert asyncio.run(scenario()) == [p.FunctionResponse("1", "HassTurnOn", {"output": "device"})]

@@ -115,3 +115,37 @@ def test_ctl_say_speaks_a_sentence_through_the_model_and_offline_it_says_why(pul
     assert metrics[-1].mode == "announcement" and metrics[-1].outcome == "answered"
     assert not offline["ok"] and "offline" in offline["error"]
     assert [a["state"] for a in status["announcements"]] == ["spoken", "dropped"]
+
+
+def test_ctl_say_during_a_question_waits_for_its_answer(pulse, question, gpio, tmp_path, monkeypatch):
+    """Someone is asking something: the announcement is not spoken over them, but right after."""
+    pulse.activate(monkeypatch)
+
+    async def scenario():
+        emu = Emulator(EmulatorConfig(pace=0), Scenario(reply="tone", tone_seconds=0.3))
+        await emu.start()
+        try:
+            async with Running(config_for(emu, tmp_path), monkeypatch, gpio) as daemon:
+                conductor = daemon.conductor
+                mark = conductor.seq
+                button = gpio.pin(BUTTON_PIN)
+                button.drive_low()
+                await conductor.wait_state(State.LISTENING, 5, since=mark)
+                said = await request(daemon.control_path, "say", text="The oven is hot")
+                texts_while_asking = [t for t in emu.turns if t.source == "text"]
+                await speak(pulse, question)
+                button.drive_high()
+                thinking = await conductor.wait_state(State.THINKING, 10, since=mark)
+                idle = await conductor.wait_state(State.IDLE, 30, since=thinking)
+                announced = await conductor.wait_state(State.THINKING, 10, since=idle)
+                await conductor.wait_state(State.IDLE, 30, since=announced)
+                return said, texts_while_asking, emu.turns, conductor.turns
+        finally:
+            await emu.stop()
+
+    said, texts_while_asking, turns, metrics = asyncio.run(asyncio.wait_for(scenario(), 120))
+    assert said["ok"] and said["announcement"] == "waiting"
+    assert texts_while_asking == []
+    assert [t.source for t in turns] == ["audio", "text"]  # the question first, then the announcement
+    assert turns[1].input_text.endswith(": The oven is hot")
+    assert [m.mode for m in metrics] == ["hold", "announcement"]

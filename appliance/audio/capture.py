@@ -127,7 +127,7 @@ class PrerollGate:
         self._cleanup = cleanup if cleanup is not None else Passthrough()
         self._channel = input_channel
         self._preroll_frames = max(0, preroll_frames)
-        bytes_per_ms = fmt.rate * fmt.channels * (4 if fmt.sample_format == "int32" else 2) / 1000
+        bytes_per_ms = fmt.rate * fmt.channels * fmt.bytes_per_sample / 1000
         warmup_ms = WARMUP_MS + self._cleanup.warmup_ms  # the cleanup, too, settles before the pre-roll
         self._raw = RawPreroll(int((self._preroll_frames * FRAME_MS + warmup_ms) * bytes_per_ms))
         self._recent: collections.deque[bytes] = collections.deque(maxlen=self._preroll_frames)

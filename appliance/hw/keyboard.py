@@ -150,10 +150,8 @@ class KeyboardButton:
             self._show(HELP_LINE)
 
     def _show(self, line: str) -> None:
-        """A line for the person at the keys, out at once whatever printer was given (stdout may be a pipe)."""
+        """A line for the person at the keys; the default printer (console.print_now) flushes it."""
         self._printer(line)
-        if sys.stdout is not None:
-            sys.stdout.flush()
 
     def _emit(self, gesture: Gesture) -> None:
         log.debug("keyboard gesture: %s", gesture.value)

@@ -162,7 +162,7 @@ def load_token(path: str, label: str) -> Secret:
     The file must be a regular file that only its owner can read or write (mode 600 or
     stricter) and hold the token on one line.
     """
-    shown = f"{label} {show(path, hidden=False)}"
+    shown = f"{label} {show(path, hidden=False, limit=None)}"  # a path is shown whole: the owner must find it
     full = os.path.expanduser(path)
     try:
         mode = os.stat(full).st_mode

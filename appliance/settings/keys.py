@@ -83,7 +83,7 @@ def _read_configured_key_file(cfg: Config, warn: Callable[[str], None]) -> str:
         shown = show(cfg.live.api_key_file, hidden=looks_like_credential(cfg.live.api_key_file))
         raise ConfigError(f"live.api_key_file {shown} ({where}) {problem}")
     path = Path(cfg.live.api_key_file).expanduser()
-    label = f"live.api_key_file {show(str(path), hidden=False)} ({where})"
+    label = f"live.api_key_file {show(str(path), hidden=False, limit=None)} ({where})"  # a path is shown whole
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:

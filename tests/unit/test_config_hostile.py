@@ -193,6 +193,17 @@ def test_a_fifo_as_key_file_is_refused_without_waiting(tmp_path: Path) -> None:
     assert message.startswith("live.api_key_file ") and "not a regular file" in message
 
 
+def test_a_key_file_in_a_deep_folder_is_named_whole(tmp_path: Path) -> None:
+    """The owner must find the file to chmod it, so its path is never cut short."""
+    path = tmp_path / ("a-long-folder-name-" * 6) / "gemini-key"
+    path.parent.mkdir()
+    path.write_text("two words\n")
+    path.chmod(0o600)
+    with pytest.raises(ConfigError) as info:
+        load_api_key(key_config(path), env={}, warn=lambda _message: None)
+    assert one_line_error(info).startswith(f"live.api_key_file '{path}' (")
+
+
 def test_dev_zero_as_key_file_is_refused() -> None:
     with pytest.raises(ConfigError) as info:
         load_api_key(key_config("/dev/zero"), env={}, warn=lambda _message: None)

@@ -162,7 +162,12 @@ def _token_error(path: str) -> str:
 def test_a_token_file_others_can_read_is_refused_with_the_fix(token_file: Path) -> None:
     token_file.chmod(0o644)
     message = _token_error(str(token_file))
-    assert "mode 644" in message and f"chmod 600 {token_file}" in message
+    assert f"'{token_file}' has mode 644" in message and f"chmod 600 {token_file}" in message
+    deep = token_file.parent / ("a-long-folder-name-" * 6) / "home-token"  # a path is never cut short
+    deep.parent.mkdir()
+    deep.write_text(TOKEN + "\n")
+    deep.chmod(0o644)
+    assert f"'{deep}' has mode 644" in _token_error(str(deep))
     token_file.chmod(0o400)
     _ok = parse_mcp_table({"servers": [{"name": "home", "url": "http://127.0.0.1/", "token_file": str(token_file)}]})
     assert _ok.servers[0].token_file == str(token_file)

@@ -201,11 +201,22 @@ class Conductor:
         once, the alarm's rhythm from the next alarm on."""
         self.cfg = cfg
 
-    def new_conversation_when_idle(self, prepare: Callable[[], None] | None, reason: str = "") -> None:
+    def new_conversation_when_idle(self, prepare: Callable[[], None], reason: str) -> None:
         """At the next idle moment (never during a turn, a reply or an alarm) call `prepare`, then
-        start a new conversation; a later call replaces this one, None cancels it."""
-        self._switch = None if prepare is None else (prepare, reason)
+        start a new conversation; a later call replaces this one."""
+        self._switch = (prepare, reason)
         self._maybe_switch()
+
+    def cancel_new_conversation(self, reason: str) -> bool:
+        """Drop the pending new conversation if it was asked for `reason`; whether one was dropped.
+
+        Why the reason: a reload back to the settings in use must not cancel the one a home
+        server's new tools asked for.
+        """
+        if self._switch is None or self._switch[1] != reason:
+            return False
+        self._switch = None
+        return True
 
     @property
     def switch_pending(self) -> bool:

@@ -66,6 +66,8 @@ AUDIO_ALIVE_S = 2.0
 SHUTDOWN_BUDGET_S = 1.5
 #: exit code when a long-lived task died (systemd's Restart=on-failure restarts it)
 EXIT_TASK_DIED = 1
+#: why a reload asks for a new conversation; a reload back to the settings in use cancels only that
+_NEW_SETTINGS = "new settings"
 
 
 class DaemonError(Exception):
@@ -335,9 +337,8 @@ class Daemon:
         conductor.use_settings(cfg)
         if plan.new_session:
             later = plan.later
-            conductor.new_conversation_when_idle(lambda: self._use_session_settings(later), "new settings")
-        elif conductor.switch_pending:
-            conductor.new_conversation_when_idle(None)  # the file is back to the settings in use
+            conductor.new_conversation_when_idle(lambda: self._use_session_settings(later), _NEW_SETTINGS)
+        elif conductor.cancel_new_conversation(_NEW_SETTINGS):  # the file is back to the settings in use
             log.info("config reloaded: the new conversation is no longer needed")
 
     def _use_session_settings(self, cfg: Config) -> None:

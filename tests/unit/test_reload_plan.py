@@ -235,10 +235,25 @@ def test_a_cancelled_switch_never_happens() -> None:
         c = rig.conductor
         c.gesture(Gesture.PRESS)
         c.new_conversation_when_idle(rig.prepare("voice"), "new settings")
-        c.new_conversation_when_idle(None)
+        assert c.cancel_new_conversation("new settings")
         c.gesture(Gesture.RELEASE_HOLD)
         rig.uplink.report(None, submitted=False)
         await rig.settle()
         assert rig.prepared == [] and rig.session.new_conversations == 0
+
+    run(body)
+
+
+def test_a_reload_back_to_the_settings_in_use_keeps_the_home_servers_new_conversation() -> None:
+    """A home server came up (its tools need a new setup), then the owner undid an edit: the tools still come."""
+    async def body(rig: Rig) -> None:
+        c = rig.conductor
+        c.gesture(Gesture.PRESS)
+        c.new_conversation_when_idle(rig.prepare("home tools"), "home server tools")
+        assert not c.cancel_new_conversation("new settings")
+        c.gesture(Gesture.RELEASE_HOLD)
+        rig.uplink.report(None, submitted=False)
+        await rig.settle()
+        assert rig.prepared == ["home tools"] and rig.session.new_conversations == 1
 
     run(body)

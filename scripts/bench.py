@@ -12,7 +12,9 @@ short settle, an idle phase (nobody talks), N hold-to-talk turns and one barge-i
 sink's monitor is recorded here with its arrival times, so "the reply sounded" and "silent after
 the press" are what reached the speaker, not what the client says. CPU is utime+stime of every
 thread (/proc/PID/stat), peak RSS is VmHWM. A second table times `appliance ctl status` against a
-running daemon and `appliance SUB --help` for every subcommand, next to `python -c pass`.
+running daemon and `appliance SUB --help` for every subcommand, next to `python -c pass`. A third
+(scripts/bench_imports.py) splits start-up RSS and CPU by group of imports: the reference's, numpy,
+the other dependencies, the appliance's own modules.
 
 Usage: scripts/bench.py [--quick] [--reps R] [--idle-s S] [--turns N] [--verbose]
 Exit 0 when the run completed (goals met or not), 1 when it could not run.
@@ -44,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+import bench_imports  # noqa: E402  (scripts/, next to this file)
 from appliance.audio.speech import utterance  # noqa: E402
 from appliance.emulator.server import Emulator, EmulatorConfig, Scenario  # noqa: E402
 from rigs import PulseRig, pulse_available  # noqa: E402
@@ -948,6 +951,12 @@ def report(runs: dict[str, list[RunResult]], costs: list[CommandCost] | None, op
         print(table)
         if status_ok is False:
             unmet.append("appliance ctl status ≤ 2× python -c pass")
+    print()
+    print("Where start-up memory and CPU go (scripts/bench_imports.py: each row one more group of imports):")
+    try:
+        print(bench_imports.table(bench_imports.measure(3, PYTHON)))
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        print(f"import costs could not be measured: {exc}")
     failures = [f"{r.client} rep {r.rep}: {r.error}" for v in runs.values() for r in v if r.error]
     print()
     for line in failures:

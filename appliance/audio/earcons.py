@@ -12,6 +12,8 @@ control of level and fades. Each one is shaped to be told apart without looking 
 - ``muted``: two short, low, hollow beeps falling (G4 -> E4): "the microphone is off" (on muting, and
   at every press while muted). Odd harmonics only, soft where the error is a harsh buzz.
 - ``unmuted``: the same hollow beep rising an octave (A3 -> A4): "the microphone is on again".
+- ``announce``: a rising three-note gong (C6 -> E6 -> G6), before a `ctl say` sentence; the voice
+  waits for it to end (``Player.new_reply(after_earcons=True)``).
 
 The alarm has to cut through an extractor fan or running water, whose noise is mostly below 1 kHz, so
 its energy sits at 2-4 kHz (where hearing is keenest) and nothing of it is below 2 kHz; pulses with gaps

@@ -185,6 +185,9 @@ class Player(DeviceStream):
         self._silence_wanted = False  # flush() went into the jitter buffer; SILENT_AFTER_FLUSH not passed on yet
         self._flushed = False  # flush() since the last new_reply(): a late end_of_reply() promises nothing
         self._reply_lost = False  # the speaker went away during this reply: drop it to its end
+        # Set by the loop (new_reply), cleared by the audio thread once no earcon plays: the reply waits
+        # in the jitter buffer until the chime before it has ended. A bool store is atomic in CPython.
+        self._reply_after_earcons = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -273,6 +276,7 @@ class Player(DeviceStream):
         Never raises (a barge-in path must not); while the speaker is absent on_silent_after_flush follows at once.
         """
         self._flushed = True
+        self._reply_after_earcons = False  # a barge-in during a chime must not wait for it to end
         self._awaiting_drain = False
         path = self._path
         if path is not None:
@@ -284,8 +288,13 @@ class Player(DeviceStream):
             self._silence_wanted = False
             self._fire_soon(self.events.on_silent_after_flush)
 
-    def new_reply(self) -> None:
-        """A new reply starts: accept audio again (after a flush or a lost speaker) and wait for the start target."""
+    def new_reply(self, *, after_earcons: bool = False) -> None:
+        """A new reply starts: accept audio again (after a flush or a lost speaker) and wait for the start target.
+
+        With `after_earcons`, the reply also waits until the earcons queued before this call have played
+        (an announcement's chime comes first, then the voice, not both at once); call it after play_earcon.
+        """
+        self._reply_after_earcons = after_earcons and not self._mixer.silent
         self._flushed = False
         self._awaiting_drain = False
         self._reply_lost = False
@@ -405,8 +414,13 @@ class Player(DeviceStream):
                 path.speech_gain.settle()
                 path.earcon_gain.settle()
                 return self._silence(frame_count, fmt), self._continue
-            block = path.jitter.pull(frame_count)
-            path.speech_gain.apply(block)
+            if self._reply_after_earcons and self._mixer.silent:
+                self._reply_after_earcons = False  # the chime has ended: the reply may start
+            if self._reply_after_earcons:
+                block = np.zeros(frame_count, dtype=np.float32)  # the reply waits, buffered
+            else:
+                block = path.jitter.pull(frame_count)
+                path.speech_gain.apply(block)
             cue = self._mixer.mix(frame_count)
             if cue is not None:
                 path.earcon_gain.apply(cue)

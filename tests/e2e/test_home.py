@@ -7,22 +7,36 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("mcp", reason="the MCP tests need the optional SDK: pip install -e '.[home]'")
 
 from appliance.app.conductor import State  # noqa: E402
 from appliance.audio import speech  # noqa: E402
+from appliance.audio.earcons import PEAK_DBFS, earcon  # noqa: E402
 from appliance.audio.frames import RATE  # noqa: E402
+from appliance.audio.speaker import EARCON_MIN_LEVEL  # noqa: E402
+from appliance.audio.volume import level_to_gain  # noqa: E402
+from appliance.emulator.scenario import tone_pcm  # noqa: E402
 from appliance.emulator.server import Emulator, EmulatorConfig, Scenario  # noqa: E402
 from appliance.ipc.client import request  # noqa: E402
 from appliance.mcp.config import McpSettings  # noqa: E402
 from appliance.mcp.manager import UP  # noqa: E402
 from harness import BUTTON_PIN, Running, config_for, speak  # noqa: E402
 from mcp_servers.rig import HttpHomeServer, write_token  # noqa: E402
+from rigs import PulseRig  # noqa: E402
+from waiting import wait_until  # noqa: E402
 
 QUESTION = "Turn on the kitchen light please"
+REC_RATE = 24000  # what the speaker sink's monitor is recorded at
+#: the announcement chime's notes are all above this, the emulator's reply tone below it
+CHIME_SPLIT_HZ = 800.0
+SAY_SCENARIO = Scenario(reply="tone", tone_seconds=0.3)
+#: how much of the chime's last, fading note the reply may cover and still come after the chime
+CHIME_TAIL_S = 0.1
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +56,52 @@ async def ask(daemon, pulse, gpio, pcm: bytes) -> int:
     button.drive_high()
     thinking = await conductor.wait_state(State.THINKING, 10, since=mark)
     return await conductor.wait_state(State.IDLE, 30, since=thinking)
+
+
+def read_recording(path: Path) -> np.ndarray:
+    return np.frombuffer(path.read_bytes(), "<i2").astype(np.float64) / 32768.0
+
+
+async def start_recording(rig: PulseRig, path: Path) -> None:
+    rig.start_recording_speaker(path, REC_RATE)
+    await wait_until(lambda: path.exists() and path.stat().st_size > 0, "the speaker recording to start")
+
+
+async def record_more(path: Path, seconds: float) -> None:
+    """Until the recording holds `seconds` more of the speaker (a file growing has no event to wait on)."""
+    target = path.stat().st_size + 2 * int(seconds * REC_RATE)
+    await wait_until(lambda: path.stat().st_size >= target, "the speaker recording to grow")
+
+
+def earcon_at(name: str) -> np.ndarray:
+    return earcon(name, REC_RATE).astype(np.float64)
+
+
+def band(x: np.ndarray, *, low: float = 0.0, high: float = REC_RATE / 2) -> np.ndarray:
+    """`x` with only its content from `low` to `high` Hz (sounds in different bands do not mask each other)."""
+    spectrum = np.fft.rfft(x)
+    freqs = np.fft.rfftfreq(x.size, 1 / REC_RATE)
+    spectrum[(freqs < low) | (freqs > high)] = 0
+    return np.fft.irfft(spectrum, x.size)
+
+
+def align(recording: np.ndarray, expected: np.ndarray) -> tuple[int, float]:
+    """Where in `recording` `expected` lines up best, and how well (normalised cross-correlation, 1 = exact)."""
+    n = 1 << int(np.ceil(np.log2(recording.size + expected.size)))
+    xc = np.fft.irfft(np.fft.rfft(recording, n) * np.conj(np.fft.rfft(expected, n)), n)
+    lag = int(np.argmax(xc[: recording.size]))
+    segment = np.zeros(expected.size)
+    part = recording[lag : lag + expected.size]
+    segment[: part.size] = part
+    return lag, float(segment @ expected / np.sqrt((segment @ segment) * (expected @ expected) + 1e-30))
+
+
+def dbfs(x: np.ndarray) -> float:
+    return float(20 * np.log10(max(float(np.sqrt(np.mean(np.square(x)))), 1e-12)))
+
+
+def dbfs_peak(x: np.ndarray) -> float:
+    return float(20 * np.log10(max(float(np.max(np.abs(x))), 1e-12)))
 
 
 def test_the_model_turns_on_a_home_light_a_broken_tool_says_so_and_a_hung_one_times_out(
@@ -88,33 +148,98 @@ def test_the_model_turns_on_a_home_light_a_broken_tool_says_so_and_a_hung_one_ti
     assert token not in caplog.text  # the bearer token is in no log line, at any level
 
 
-def test_ctl_say_speaks_a_sentence_through_the_model_and_offline_it_says_why(pulse, gpio, tmp_path, monkeypatch):
+async def say_and_record(daemon, rig: PulseRig, recording: Path, text: str) -> dict:
+    """`ctl say` while idle and online, with the speaker recorded until the reply has played out."""
+    conductor = daemon.conductor
+    await start_recording(rig, recording)
+    try:
+        mark = conductor.seq
+        said = await request(daemon.control_path, "say", text=text)
+        thinking = await conductor.wait_state(State.THINKING, 5, since=mark)
+        await conductor.wait_state(State.IDLE, 20, since=thinking)
+        await record_more(recording, 0.4)  # the device's and the recorder's latency
+    finally:
+        rig.stop_recording_speaker()
+    return said
+
+
+def chime_and_reply(recording: Path) -> tuple[int, int]:
+    """Where the announcement chime and the reply tone start in the recording; asserts both are there.
+
+    The chime's notes are all above CHIME_SPLIT_HZ and the tone below it, so each is found in its own band
+    even where they overlap.
+    """
+    heard = read_recording(recording)
+    chime_at, chime_match = align(band(heard, low=CHIME_SPLIT_HZ), band(earcon_at("announce"), low=CHIME_SPLIT_HZ))
+    assert chime_match > 0.9, f"the announcement chime is not on the speaker (correlation {chime_match:.3f})"
+    reply = np.frombuffer(tone_pcm(SAY_SCENARIO.tone_seconds, SAY_SCENARIO.tone_hz, REC_RATE), "<i2") / 32768.0
+    voice = band(heard, high=CHIME_SPLIT_HZ)
+    reply_at, reply_match = align(voice, band(reply, high=CHIME_SPLIT_HZ))
+    assert reply_match > 0.9, f"the model's reply is not on the speaker (correlation {reply_match:.3f})"
+    assert dbfs(voice[reply_at:reply_at + reply.size]) > -35.0, "the reply is played loud enough to hear"
+    return chime_at, reply_at
+
+
+def test_ctl_say_plays_the_reply_on_the_speaker_and_offline_the_no_network_sound(pulse, gpio, tmp_path, monkeypatch):
+    """What the kitchen hears: the chime and the model's reply; offline, the no-network notes and no sentence."""
     pulse.activate(monkeypatch)
+    offline_rec = tmp_path / "say-offline.raw"
 
     async def scenario():
-        emu = Emulator(EmulatorConfig(pace=0), Scenario(reply="tone", tone_seconds=0.3))
+        emu = Emulator(EmulatorConfig(pace=0), SAY_SCENARIO)
         await emu.start()
         try:
             async with Running(config_for(emu, tmp_path), monkeypatch, gpio) as daemon:
                 conductor = daemon.conductor
+                said = await say_and_record(daemon, pulse, tmp_path / "say-online.raw", "The washing machine is done")
                 mark = conductor.seq
-                said = await request(daemon.control_path, "say", text="The washing machine is done")
-                thinking = await conductor.wait_state(State.THINKING, 5, since=mark)
-                await conductor.wait_state(State.IDLE, 20, since=thinking)
                 await emu.stop()  # the router goes down
-                await conductor.wait_state(State.OFFLINE, 10, since=thinking)
-                offline = await request(daemon.control_path, "say", text="Dinner is ready")
+                await conductor.wait_state(State.OFFLINE, 10, since=mark)
+                await start_recording(pulse, offline_rec)
+                try:
+                    offline = await request(daemon.control_path, "say", text="Dinner is ready")
+                    await record_more(offline_rec, earcon("no_network", REC_RATE).size / REC_RATE + 0.4)
+                finally:
+                    pulse.stop_recording_speaker()
                 status = await request(daemon.control_path, "status")
-                return said, offline, status, emu.turns, conductor.turns, daemon.player.stats
+                return said, offline, status, emu.turns, conductor.turns, daemon.player.volume
         finally:
             await emu.stop()
 
-    said, offline, status, turns, metrics, _stats = asyncio.run(asyncio.wait_for(scenario(), 90))
+    said, offline, status, turns, metrics, volume = asyncio.run(asyncio.wait_for(scenario(), 90))
     assert said["ok"] and said["announcement"] == "speaking"
     assert turns[-1].source == "text" and turns[-1].input_text.endswith(": The washing machine is done")
     assert metrics[-1].mode == "announcement" and metrics[-1].outcome == "answered"
+    chime_and_reply(tmp_path / "say-online.raw")
     assert not offline["ok"] and "offline" in offline["error"]
     assert [a["state"] for a in status["announcements"]] == ["spoken", "dropped"]
+
+    # Offline: the no-network notes at the earcons' level, and not the chime that promises a sentence.
+    heard = read_recording(offline_rec)
+    expected = earcon_at("no_network")
+    sound_at, sound_match = align(heard, expected)
+    assert sound_match > 0.9, f"offline, the no-network sound is not on the speaker (correlation {sound_match:.3f})"
+    earcon_peak = PEAK_DBFS + 20 * np.log10(level_to_gain(max(volume, EARCON_MIN_LEVEL)))
+    assert dbfs_peak(heard[sound_at:sound_at + expected.size]) == pytest.approx(earcon_peak, abs=1.5)
+    assert align(heard, earcon_at("announce"))[1] < 0.5, "offline, the announcement chime must not play"
+
+
+def test_ctl_say_chimes_first_and_the_reply_follows_the_chime(pulse, gpio, tmp_path, monkeypatch):
+    """An announcement is "with an earcon first": the chime is heard, then the voice, not both at once."""
+    pulse.activate(monkeypatch)
+    recording = tmp_path / "say.raw"
+
+    async def scenario():
+        async with Emulator(EmulatorConfig(pace=0), SAY_SCENARIO) as emu:
+            async with Running(config_for(emu, tmp_path), monkeypatch, gpio) as daemon:
+                return await say_and_record(daemon, pulse, recording, "The washing machine is done")
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 60))["ok"]
+    chime_at, reply_at = chime_and_reply(recording)
+    chime_ends = chime_at + earcon_at("announce").size
+    assert reply_at >= chime_ends - int(CHIME_TAIL_S * REC_RATE), (
+        f"the reply starts {(reply_at - chime_at) / REC_RATE:.3f} s into the {earcon_at('announce').size / REC_RATE:.2f} s "
+        "chime: the voice covers it")
 
 
 def test_ctl_say_during_a_question_waits_for_its_answer(pulse, question, gpio, tmp_path, monkeypatch):

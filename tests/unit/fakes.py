@@ -165,6 +165,8 @@ class FakeSpeaker:
     fed: list[bytes] = field(default_factory=list)
     earcons: list[str] = field(default_factory=list)
     flushes: int = 0
+    #: after_earcons of each new_reply(): whether that reply waits for the chime before it
+    replies_after_earcons: list[bool] = field(default_factory=list)
     _started: bool = False
 
     def feed(self, pcm: bytes) -> None:
@@ -180,8 +182,9 @@ class FakeSpeaker:
         self.flushes += 1
         self._started = False
 
-    def new_reply(self) -> None:
+    def new_reply(self, *, after_earcons: bool = False) -> None:
         self._started = False
+        self.replies_after_earcons.append(after_earcons)
 
     def play_earcon(self, name: str) -> bool:
         self.earcons.append(name)

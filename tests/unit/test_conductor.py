@@ -117,6 +117,7 @@ def test_an_announcement_waits_for_the_conversation_then_chimes_and_plays_as_a_r
         await rig.settle()
         assert rig.session.texts and rig.session.texts[0].endswith(": The washing machine is done")
         assert rig.speaker.earcons[-1] == "announce"
+        assert rig.speaker.replies_after_earcons[-1] is True  # the voice waits for the chime
         assert rig.conductor.state is State.THINKING and item.state == "spoken"
         await rig.answered()
         assert rig.conductor.turns[-1].mode == "announcement"

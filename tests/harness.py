@@ -69,6 +69,19 @@ async def speak(rig: PulseRig, pcm: bytes) -> None:
     await asyncio.to_thread(player.wait, 30)
 
 
+async def ask_by_button(daemon, rig: PulseRig, gpio, pcm: bytes) -> int:
+    """Hold the GPIO button, say `pcm`, let go; the seq of the idle state after the answer."""
+    conductor = daemon.conductor
+    mark = conductor.seq
+    button = gpio.pin(BUTTON_PIN)
+    button.drive_low()
+    await conductor.wait_state(State.LISTENING, 5, since=mark)
+    await speak(rig, pcm)
+    button.drive_high()
+    thinking = await conductor.wait_state(State.THINKING, 10, since=mark)
+    return await conductor.wait_state(State.IDLE, 30, since=thinking)
+
+
 def led_levels(gpio) -> list[float]:
     return [state for _, state in gpio.pin(LED_PIN).states] if hasattr(gpio.pin(LED_PIN).states[0], "state") else [
         s.state for s in gpio.pin(LED_PIN).states

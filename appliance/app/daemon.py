@@ -206,7 +206,7 @@ class Daemon:
 
         # the tools of this conversation (a reload may bring new ones) in line, a home server's in the background
         router = self.tool_router = ToolRouter(lambda call: self.tools.handle(call), self.home,
-                                               session.send_tool_response)
+                                               session.send_tool_response, lambda: session.profile)
         stack.push_async_callback(router.close)
 
         def cancel_tools(ids: list[str]) -> list[str]:

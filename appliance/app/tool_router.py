@@ -7,27 +7,39 @@ of its own, owned here, and its `toolResponse` goes out, with the call's id, whe
 `call_timeout_s` (in the MCP manager) bounds it, and a `toolCallCancellation` cancels it at the
 server. A response for a connection that has closed meanwhile is dropped by the session, as the
 service would refuse its id.
+
+A tool the owner listed as `non_blocking` goes out NON_BLOCKING where the model allows it: the
+model does not wait (it says it is on it and talks on), so the call gets the longer
+`non_blocking_timeout_s`, and its answer asks for scheduling WHEN_IDLE: the result is told when
+nobody is talking, rather than cutting into the model's own sentence (INTERRUPT) or never (SILENT).
+Where the model has synchronous calls only, the same tool is an ordinary call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from appliance.live import messages as p
+from appliance.live.profiles import ModelProfile
 
 __all__ = ["RemoteTools", "ToolRouter"]
 
 log = logging.getLogger(__name__)
+
+#: how the answer of a call the model did not wait for is told: when nobody is talking
+WHEN_IDLE = "WHEN_IDLE"
 
 
 class RemoteTools(Protocol):
     """What the router needs of `appliance.mcp.manager.McpManager`."""
 
     def handles(self, name: str) -> bool: ...
-    def start_call(self, call_id: str, name: str, arguments: Any) -> asyncio.Task[dict[str, Any]]: ...
+    def declaration(self, name: str) -> Mapping[str, Any]: ...
+    def start_call(self, call_id: str, name: str, arguments: Any, *,
+                   waited_for: bool = True) -> asyncio.Task[dict[str, Any]]: ...
     def cancel_calls(self, ids: Sequence[str]) -> list[str]: ...
 
 
@@ -39,8 +51,10 @@ class ToolRouter:
         device: Callable[[p.ToolCall], list[p.FunctionResponse]],
         remote: RemoteTools | None,
         send: Callable[[list[p.FunctionResponse]], Awaitable[Any]],
+        profile: Callable[[], ModelProfile],
     ) -> None:
         self._device = device
+        self._profile = profile  # the model of the session the calls come from
         self.remote = remote
         self._send = send
         self._sending: set[asyncio.Task[Any]] = set()
@@ -72,10 +86,11 @@ class ToolRouter:
 
     def _start(self, remote: RemoteTools, fc: p.FunctionCall) -> None:
         assert fc.id is not None
-        task = remote.start_call(fc.id, fc.name, fc.args)
-        task.add_done_callback(lambda done: self._finished(fc, done))
+        background = p.effective_behavior(remote.declaration(fc.name), self._profile()) == p.OWN_BEHAVIOR
+        task = remote.start_call(fc.id, fc.name, fc.args, waited_for=not background)
+        task.add_done_callback(lambda done: self._finished(fc, done, background))
 
-    def _finished(self, fc: p.FunctionCall, task: asyncio.Task[dict[str, Any]]) -> None:
+    def _finished(self, fc: p.FunctionCall, task: asyncio.Task[dict[str, Any]], background: bool) -> None:
         if task.cancelled() or self.closed:
             return  # cancelled by the service (it no longer wants the answer) or by shutdown
         exc = task.exception()
@@ -86,7 +101,8 @@ class ToolRouter:
             result = task.result()
         assert fc.id is not None
         sending = asyncio.get_running_loop().create_task(
-            self._answer(p.FunctionResponse(fc.id, fc.name, result)), name=f"tool-response-{fc.id}")
+            self._answer(p.FunctionResponse(fc.id, fc.name, result, scheduling=WHEN_IDLE if background else None)),
+            name=f"tool-response-{fc.id}")
         self._sending.add(sending)
         sending.add_done_callback(self._sent)
 

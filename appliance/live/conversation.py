@@ -27,7 +27,9 @@ Rules, from what the service is documented (and reported) to do:
 * A drop mid-reply ends the turn as `lost`.  A submitted turn that the server has
   shown no sign of hearing goes back to *held* and is replayed on the next
   connection; a held turn older than `stale_s` is `lost` ("offline too long").
-* A submitted turn with no reply event for `reply_timeout_s` is `timed_out`.
+* A submitted turn with no reply event for `reply_timeout_s` is `timed_out`. The
+  clock stops while a tool call is still ours to answer (the service is waiting on
+  us; the tool's own timeout bounds that) and starts again when the answer goes out.
 """
 
 from __future__ import annotations
@@ -166,6 +168,8 @@ class Conversation:
         if cur is None:
             return None
         if cur.awaiting_reply and cur.progress_at is not None:
+            if self.pending_calls:
+                return None  # the service waits for our answers (a slow home tool): not its delay
             return cur.progress_at + self.reply_timeout_s
         if cur.phase is Phase.HELD and cur.ended_locally_at is not None:
             return cur.ended_locally_at + self.stale_s

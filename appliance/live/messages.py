@@ -154,6 +154,17 @@ def declared_functions(settings: SessionSettings) -> list[Mapping[str, Any]]:
     return list(chosen.values())
 
 
+def effective_behavior(fn: Mapping[str, Any], profile: ModelProfile) -> str | None:
+    """The `behavior` the declaration `fn` goes out with on this model (None: the field is left out).
+
+    Its own NON_BLOCKING where the profile allows it, the profile's otherwise. The tool router
+    asks the same question to know whether the model is waiting for a call's answer.
+    """
+    if fn.get("behavior") == OWN_BEHAVIOR and profile.non_blocking_tools:
+        return OWN_BEHAVIOR
+    return profile.tool_behavior
+
+
 def _build_tools(settings: SessionSettings, profile: ModelProfile) -> list[dict[str, Any]]:
     tools: list[dict[str, Any]] = []
     functions = declared_functions(settings)
@@ -161,9 +172,7 @@ def _build_tools(settings: SessionSettings, profile: ModelProfile) -> list[dict[
         declarations = []
         for fn in functions:
             decl = {k: _without_nulls(fn[k]) for k in ("name", "description", "parameters") if fn.get(k) is not None}
-            behavior = profile.tool_behavior
-            if fn.get("behavior") == OWN_BEHAVIOR and profile.non_blocking_tools:
-                behavior = OWN_BEHAVIOR
+            behavior = effective_behavior(fn, profile)
             if behavior:
                 decl["behavior"] = behavior
             declarations.append(decl)

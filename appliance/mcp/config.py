@@ -2,7 +2,8 @@
 
 ```toml
 [mcp]
-call_timeout_s = 10          # one tool call
+call_timeout_s = 10          # one tool call the model waits for
+non_blocking_timeout_s = 120 # one call of a non_blocking tool (the model talks on meanwhile)
 list_timeout_s = 5           # connecting and listing a server's tools
 retry_s = 60                 # how often a server that is down is tried again
 
@@ -12,6 +13,7 @@ url = "http://homeassistant.local:8123/api/mcp"
 token_file = "/etc/appliance/home-token"   # mode 600; sent as "Authorization: Bearer ..."
 include = ["Hass*", "GetLiveContext"]      # fnmatch patterns over tool names (optional)
 exclude = ["HassCancelAllTimers"]
+non_blocking = ["script_*"]  # slow tools: the model talks on, and hears the result when it comes
 
 [[mcp.servers]]
 name = "notes"
@@ -79,6 +81,8 @@ class McpServer:
     args: tuple[str, ...] = ()
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    #: tools declared NON_BLOCKING (where the model allows it): fnmatch patterns like include
+    non_blocking: tuple[str, ...] = ()
 
     @property
     def transport(self) -> str:
@@ -95,6 +99,10 @@ class McpServer:
             return False
         return not any(fnmatch.fnmatchcase(tool_name, p) for p in self.exclude)
 
+    def slow(self, tool_name: str) -> bool:
+        """Whether the tool is one of `non_blocking`: declared so the model need not wait for it."""
+        return any(fnmatch.fnmatchcase(tool_name, p) for p in self.non_blocking)
+
 
 @dataclass(frozen=True)
 class McpSettings:
@@ -102,13 +110,16 @@ class McpSettings:
 
     servers: tuple[McpServer, ...] = ()
     call_timeout_s: float = 10.0
+    #: a call the model does not wait for (declared NON_BLOCKING) may take longer
+    non_blocking_timeout_s: float = 120.0
     list_timeout_s: float = 5.0
     retry_s: float = 60.0
 
 
-SERVER_KEYS = ("name", "url", "token_file", "command", "args", "include", "exclude")
+SERVER_KEYS = ("name", "url", "token_file", "command", "args", "include", "exclude", "non_blocking")
 #: key -> (lowest, highest) accepted value in seconds
-TIMINGS = {"call_timeout_s": (0.1, 600.0), "list_timeout_s": (0.1, 120.0), "retry_s": (1.0, 3600.0)}
+TIMINGS = {"call_timeout_s": (0.1, 600.0), "non_blocking_timeout_s": (0.1, 3600.0),
+           "list_timeout_s": (0.1, 120.0), "retry_s": (1.0, 3600.0)}
 SETTINGS_KEYS = ("servers", *TIMINGS)
 
 
@@ -262,6 +273,7 @@ def _server(raw: Mapping[str, Any], where: str) -> McpServer:
         args=_strings(raw, "args", where, _MAX_ARGS),
         include=_patterns(raw, "include", where),
         exclude=_patterns(raw, "exclude", where),
+        non_blocking=_patterns(raw, "non_blocking", where),
     )
 
 

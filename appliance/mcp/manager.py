@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from appliance.live.backoff import Backoff
+from appliance.live.messages import OWN_BEHAVIOR as NON_BLOCKING
 from appliance.mcp.config import McpServer, McpSettings, load_token
 from appliance.mcp.schema_map import Unmappable, assign_names, map_parameters, short_description
 from appliance.settings.errors import ConfigError
@@ -103,6 +104,8 @@ class _Offered:
 class _Route:
     server: str
     tool: str
+    #: as declared to the model (its behavior decides whether the model waits for the answer)
+    declaration: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -195,17 +198,24 @@ class McpManager:
         declarations = []
         for link, tool in offered:
             name = names[(link.server.name, tool.tool)]
-            routes[name] = _Route(link.server.name, tool.tool)
             declaration: dict[str, Any] = {"name": name, "description": tool.description}
             if tool.parameters is not None:
                 declaration["parameters"] = copy.deepcopy(tool.parameters)
+            if link.server.slow(tool.tool):
+                declaration["behavior"] = NON_BLOCKING  # kept only where the model allows it
             declarations.append(declaration)
+            routes[name] = _Route(link.server.name, tool.tool, declaration)
         self._routes = routes
         return tuple(declarations)
 
     def handles(self, name: str) -> bool:
         """Whether `name` is one of the MCP tools of the last `declarations()`."""
         return name in self._routes
+
+    def declaration(self, name: str) -> Mapping[str, Any]:
+        """The declaration `name` had in the last `declarations()` (empty when it had none)."""
+        route = self._routes.get(name)
+        return route.declaration if route is not None else {}
 
     async def call(self, name: str, arguments: Any, timeout_s: float | None = None) -> dict[str, Any]:
         """The tool's answer, or `{"error": ...}` for a failure or a timeout; never raises.
@@ -247,9 +257,15 @@ class McpManager:
         log.info("MCP tool %s -> %s", shown, "error" if "error" in response else "ok")
         return response
 
-    def start_call(self, call_id: str, name: str, arguments: Any) -> asyncio.Task[dict[str, Any]]:
-        """`call()` in a task of its own, remembered by the toolCall id until it ends."""
-        task = asyncio.get_running_loop().create_task(self.call(name, arguments), name=f"mcp-call-{call_id}")
+    def start_call(self, call_id: str, name: str, arguments: Any, *,
+                   waited_for: bool = True) -> asyncio.Task[dict[str, Any]]:
+        """`call()` in a task of its own, remembered by the toolCall id until it ends.
+
+        A call the model is not waiting for (it went out NON_BLOCKING) gets `non_blocking_timeout_s`
+        rather than `call_timeout_s`: it holds up no conversation.
+        """
+        limit = self.settings.call_timeout_s if waited_for else self.settings.non_blocking_timeout_s
+        task = asyncio.get_running_loop().create_task(self.call(name, arguments, limit), name=f"mcp-call-{call_id}")
         self._calls[call_id] = task
         task.add_done_callback(functools.partial(self._call_ended, call_id))
         return task

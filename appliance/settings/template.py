@@ -94,6 +94,8 @@ def config_template() -> str:
 #: what each `[mcp]` timing is for (its range and default are `appliance.mcp.config`'s)
 _MCP_HELP = {
     "call_timeout_s": "Seconds one tool call may take before the model is told the server did not answer.",
+    "non_blocking_timeout_s": "The same for a tool in a server's non_blocking list: the model talks on "
+                              "while it runs, so it may take longer.",
     "list_timeout_s": "Seconds to connect to a server and list its tools (a server started by command "
                       "gets extra time to start).",
     "retry_s": "Seconds between checks of a server that is up, and between tries of one that is down.",
@@ -105,7 +107,9 @@ _MCP_EXAMPLE = (
     "Tools from MCP servers, offered to the model beside the device's own (needs",
     "pip install 'appliance[home]'). One [[mcp.servers]] table per server; url for a server on",
     "the network (plain http:// only to this machine or the local network), or command (and",
-    "args) for one the appliance starts. include/exclude are patterns over tool names.",
+    "args) for one the appliance starts. include/exclude are patterns over tool names;",
+    "non_blocking names the slow ones, which the model does not wait for (it says so, and",
+    "tells the result when it comes; on models with synchronous calls only, it waits anyway).",
     "Home Assistant: add the \"Model Context Protocol Server\" integration, expose the",
     "entities to Assist, make a long-lived access token (your profile, Security tab) and put",
     "it alone in a file only the appliance can read (chmod 600). Servers are set here only,",
@@ -116,11 +120,12 @@ _MCP_EXAMPLE = (
     'token_file = "/etc/appliance/home-token"',
     'include = ["Hass*", "GetLiveContext"]',
     'exclude = ["HassCancelAllTimers"]',
+    'non_blocking = ["*_routine"]',
 )
 
 
 def _mcp_block(defaults: Config) -> list[str]:
-    intro, example = _MCP_EXAMPLE[:8], _MCP_EXAMPLE[8:]
+    intro, example = _MCP_EXAMPLE[:10], _MCP_EXAMPLE[10:]
     lines = ["", *(f"# {line}" for line in intro), f"[{MCP_SECTION}]"]
     for key, (low, high) in MCP_TIMINGS.items():
         lines.append("")

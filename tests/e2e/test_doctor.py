@@ -519,13 +519,13 @@ exclude = ["hang*"]
     printed = "\n".join([*lines, captured.out, captured.err])
 
     assert code == 1
-    assert lines[0] == "PASS mcp: home: reachable, authorised, 5 tools"
+    assert lines[0] == "PASS mcp: home: reachable, authorised, 6 tools"
     assert lines[1] == (f"FAIL mcp: kitchen: the server refused the token in {wrong} (HTTP 401); put a valid "
                         "access token there — check mcp.servers[1].token_file: it must hold a long-lived access "
                         "token (Home Assistant: your profile, Security tab), alone on one line, chmod 600")
     assert lines[2].startswith(f"FAIL mcp: garage ({down.url}): unreachable: cannot connect: Connection refused — "
                                "check that the server is running and that mcp.servers[2].url is its address")
-    assert lines[3] == "PASS mcp: desk: started, 3 tools"
+    assert lines[3] == "PASS mcp: desk: started, 4 tools"
     assert lines[4] == "doctor: 2 of 4 checks failed: mcp"
     leaked = any(token in printed for token in tokens)  # a boolean: a failure must not print the token
     assert not leaked, "a token was printed"

@@ -24,9 +24,8 @@ from appliance.emulator.scenario import tone_pcm  # noqa: E402
 from appliance.emulator.server import Emulator, EmulatorConfig, Scenario  # noqa: E402
 from appliance.ipc.client import request  # noqa: E402
 from appliance.mcp.config import McpSettings  # noqa: E402
-from appliance.mcp.manager import UP  # noqa: E402
-from harness import BUTTON_PIN, Running, config_for, speak  # noqa: E402
-from mcp_servers.rig import HttpHomeServer, write_token  # noqa: E402
+from harness import BUTTON_PIN, Running, ask_by_button, config_for, speak  # noqa: E402
+from mcp_servers.rig import HttpHomeServer, until_home_tools_declared, write_token  # noqa: E402
 from rigs import PulseRig  # noqa: E402
 from waiting import wait_until  # noqa: E402
 
@@ -44,18 +43,6 @@ def question() -> bytes:
     pcm = speech.spoken(QUESTION, RATE)
     assert pcm, "espeak-ng is needed (scripts/bootstrap.sh installs it)"
     return pcm
-
-
-async def ask(daemon, pulse, gpio, pcm: bytes) -> int:
-    conductor = daemon.conductor
-    mark = conductor.seq
-    button = gpio.pin(BUTTON_PIN)
-    button.drive_low()
-    await conductor.wait_state(State.LISTENING, 5, since=mark)
-    await speak(pulse, pcm)
-    button.drive_high()
-    thinking = await conductor.wait_state(State.THINKING, 10, since=mark)
-    return await conductor.wait_state(State.IDLE, 30, since=thinking)
 
 
 def read_recording(path: Path) -> np.ndarray:
@@ -120,15 +107,11 @@ def test_the_model_turns_on_a_home_light_a_broken_tool_says_so_and_a_hung_one_ti
             cfg = dataclasses.replace(config_for(emu, tmp_path), mcp=McpSettings(
                 servers=(home.entry(),), call_timeout_s=2.0, list_timeout_s=10.0, retry_s=0.5))
             async with Running(cfg, monkeypatch, gpio) as daemon:
-                assert await daemon.home.wait_for(lambda s: all(x.state == UP for x in s), 45)
-                # the tools came after the first setup: a new conversation declares them while idle
-                await emu.wait_for(lambda e: any(c.setup_complete and "light_on" in str(c.setup)
-                                                 for c in e.connections), 20)
-                await daemon.conductor.wait_state(State.IDLE, 10)
-                await ask(daemon, pulse, gpio, question)
+                await until_home_tools_declared(daemon, emu, "light_on")
+                await ask_by_button(daemon, pulse, gpio, question)
                 status = await request(daemon.control_path, "status")
                 # the session serves the next turn after a hung tool
-                await ask(daemon, pulse, gpio, question)
+                await ask_by_button(daemon, pulse, gpio, question)
                 return emu.turns, status, daemon.conductor.turns
         finally:
             await emu.stop()

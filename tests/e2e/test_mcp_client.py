@@ -81,7 +81,7 @@ def test_the_tools_of_both_servers_are_declared_with_mapped_schemas(home: HttpHo
         # both servers have light_on and light_state: each gets its server's name in front;
         # hang_state is one of the device's own names here, so it is prefixed too
         assert sorted(declared) == ["broken", "desk_light_on", "desk_light_state", "hang",
-                                    "home_hang_state", "home_light_on", "home_light_state"]
+                                    "home_hang_state", "home_light_on", "home_light_state", "slow_scene"]
         assert declared["home_light_on"]["parameters"] == LIGHT_ON_PARAMETERS
         assert declared["desk_light_on"]["description"] == "Turn on the lights in an area of the house."
         assert "parameters" not in declared["home_light_state"]  # no arguments: no parameters at all
@@ -233,7 +233,7 @@ def test_a_server_started_late_is_picked_up_by_the_background_retry(tmp_path: Pa
         finally:
             await manager.close()
         assert "Connection refused" in (down.error or "")
-        assert up.tools == 5 and up.error is None
+        assert up.tools == 6 and up.error is None
         assert declared["light_on"]["parameters"] == LIGHT_ON_PARAMETERS
         assert answer["output"]["area"] == "cellar"
 
@@ -282,11 +282,11 @@ def test_probe_reports_each_server_for_doctor(home: HttpHomeServer, tmp_path: Pa
         )
 
     good, refused, desk, gone = asyncio.run(asyncio.wait_for(scenario(), 90))
-    assert (good.state, good.tools) == (UP, 5)
+    assert (good.state, good.tools) == (UP, 6)
     assert (refused.state, refused.tools) == (UNAUTHORISED, 0)
-    assert (desk.state, desk.tools) == (UP, 3)
+    assert (desk.state, desk.tools) == (UP, 4)
     assert gone.state == DOWN and "cannot start the command" in (gone.error or "")
-    assert good.line() == f"home ({home.url}): up, 5 tools"
+    assert good.line() == f"home ({home.url}): up, 6 tools"
 
 
 def test_the_token_appears_in_no_log(home: HttpHomeServer, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

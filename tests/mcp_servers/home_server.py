@@ -1,8 +1,8 @@
 """A small home-automation MCP server for the tests, built with the official `mcp` SDK.
 
 It stands in for Home Assistant's "Model Context Protocol Server": lights that keep their
-state, a tool that fails, one that never answers, and a counter that shows whether the
-server saw a hung call cancelled.  Two ways to run it (as a subprocess, never imported by
+state, a scene that takes seconds to set, a tool that fails, one that never answers, and a
+counter that shows whether the server saw a hung call cancelled.  Two ways to run it (as a subprocess, never imported by
 the appliance):
 
     python home_server.py --stdio
@@ -58,6 +58,12 @@ def build_server() -> MCPServer:
             # reached when the client's cancellation interrupts the handler
             hangs["cancelled"] += 1
         return "unreachable"
+
+    @server.tool(description="Set a lighting scene; fading the lights takes a while.")
+    async def slow_scene(name: str, seconds: float) -> str:
+        await anyio.sleep(min(max(seconds, 0.0), 30.0))
+        lights[f"scene:{name}"] = True
+        return json.dumps({"success": True, "scene": name, "state": "set"})
 
     @server.tool(description="How many hang calls started and how many were cancelled.")
     def hang_state() -> dict[str, int]:

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from appliance.app.conductor import State
 from appliance.mcp.config import McpServer
+from appliance.mcp.manager import UP
 
 SERVER_SCRIPT = Path(__file__).with_name("home_server.py")
 HTTP_PATH = "/api/mcp"  # the same as home_server.HTTP_PATH (not imported: that module imports the SDK)
@@ -67,3 +69,14 @@ def stdio_entry(name: str = "desk", **fields: object) -> McpServer:
     """A server the appliance starts itself, talking over the child's stdin and stdout."""
     args = (str(SERVER_SCRIPT), "--stdio")
     return McpServer(name=name, command=sys.executable, args=args, **fields)  # type: ignore[arg-type]
+
+
+async def until_home_tools_declared(daemon, emu, tool: str) -> None:
+    """Every home server up, a session set up with `tool` declared, and the box idle again.
+
+    The servers come up after the first setup, so their tools arrive with the new conversation
+    the daemon starts at the next idle moment.
+    """
+    assert await daemon.home.wait_for(lambda s: all(x.state == UP for x in s), 45)
+    await emu.wait_for(lambda e: any(c.setup_complete and tool in str(c.setup) for c in e.connections), 20)
+    await daemon.conductor.wait_state(State.IDLE, 10)

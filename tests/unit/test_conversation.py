@@ -185,6 +185,19 @@ def test_in_progress_turn_complete_keeps_a_nonblocking_tool_turn_open():
     assert not conv.busy
 
 
+def test_the_reply_timeout_waits_while_a_tool_call_is_ours_to_answer():
+    """A home scene that takes a minute: the service waits for us, so the turn must not time out."""
+    conv = Conversation(reply_timeout_s=20.0)
+    turn = ask(conv)
+    feed(conv, [p.ToolCall((p.FunctionCall("fc-1", "movie_scene", {}),)), AUDIO], now=2.0)
+    conv.server_event(p.TurnComplete(interaction_status="IN_PROGRESS"), 2.5)
+    assert conv.next_deadline() is None and conv.poll(90.0) == []
+    conv.tool_response_sent(["fc-1"], 90.0)
+    assert conv.next_deadline() == 110.0  # from the answer on, the service has its usual time
+    assert conv.poll(109.0) == [] and conv.current.id == turn
+    assert conv.poll(111.0)[0].outcome is Outcome.TIMED_OUT
+
+
 def test_content_with_nothing_in_flight_is_the_services_own_turn():
     conv = Conversation()
     att = conv.server_event(AUDIO, 1.0)

@@ -40,6 +40,7 @@ def test_a_home_assistant_server_and_a_stdio_server(token_file: Path) -> None:
     settings = parse(f"""
 [mcp]
 call_timeout_s = 8
+non_blocking_timeout_s = 300
 retry_s = 30
 
 [[mcp.servers]]
@@ -48,6 +49,7 @@ url = "http://homeassistant.local:8123/api/mcp"
 token_file = "{token_file}"
 include = ["Hass*", "GetLiveContext"]
 exclude = ["HassCancelAllTimers"]
+non_blocking = ["*_routine"]
 
 [[mcp.servers]]
 name = "notes"
@@ -56,15 +58,19 @@ args = ["--db", "/var/lib/notes.db"]
 """)
     home, notes = settings.servers
     assert home == McpServer(name="home", url="http://homeassistant.local:8123/api/mcp", token_file=str(token_file),
-                             include=("Hass*", "GetLiveContext"), exclude=("HassCancelAllTimers",))
+                             include=("Hass*", "GetLiveContext"), exclude=("HassCancelAllTimers",),
+                             non_blocking=("*_routine",))
     assert (home.transport, notes.transport) == ("http", "stdio")
     assert notes.args == ("--db", "/var/lib/notes.db") and notes.target == "notes-mcp"
     assert (settings.call_timeout_s, settings.list_timeout_s, settings.retry_s) == (8.0, 5.0, 30.0)
+    assert settings.non_blocking_timeout_s == 300.0
+    assert home.slow("morning_routine") and not home.slow("HassTurnOn") and not notes.slow("morning_routine")
 
 
 def test_no_table_means_no_servers() -> None:
     assert parse_mcp_table(None) == McpSettings() == parse_mcp_table({})
     assert McpSettings().call_timeout_s == 10.0 and McpSettings().retry_s == 60.0
+    assert McpSettings().non_blocking_timeout_s == 120.0  # a slow scene may take minutes, not forever
 
 
 def test_include_and_exclude_are_globs_over_tool_names() -> None:
@@ -113,6 +119,8 @@ def test_urls_that_are_refused(url: str, words: str) -> None:
     ({"name": "home", "command": "x", "args": "--db x"}, "args", "list of strings"),
     ({"name": "home", "command": "x", "args": [1]}, "args", "list of strings"),
     ({"name": "home", "command": "x", "include": "Hass*"}, "include", "list of strings"),
+    ({"name": "home", "command": "x", "non_blocking": "script_*"}, "non_blocking", "list of strings"),
+    ({"name": "home", "command": "x", "non_blocking": [""]}, "non_blocking[0]", "is empty"),
     ({"name": "home", "command": "x", "exclude": [" "]}, "exclude[0]", "is empty"),
     ({"name": "home", "command": "x", "colour": "red"}, "'colour'", "is not a setting"),
 ])

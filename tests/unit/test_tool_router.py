@@ -5,22 +5,35 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from appliance.app.tool_router import ToolRouter
+import pytest
+
+from appliance.app.tool_router import WHEN_IDLE, ToolRouter
 from appliance.live import messages as p
+from appliance.live.profiles import profile_for
+
+DEFAULT = profile_for("gemini-3.8-live")  # calls are BLOCKING unless a declaration asks otherwise
+SYNCHRONOUS = profile_for("gemini-3.1-flash-live-preview")  # no NON_BLOCKING at all
 
 
 class FakeHomeServer:
     """A fake of McpManager's call side: each call waits until the test releases it."""
 
-    def __init__(self, names: set[str]) -> None:
+    def __init__(self, names: set[str], slow: set[str] = frozenset()) -> None:
         self.names = names
+        self.slow = slow  # declared NON_BLOCKING, as a server's non_blocking patterns make them
         self.gates: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.cancelled: list[str] = []
+        self.waited_for: dict[str, bool] = {}
 
     def handles(self, name: str) -> bool:
         return name in self.names
 
-    def start_call(self, call_id: str, name: str, arguments: Any) -> asyncio.Task[dict[str, Any]]:
+    def declaration(self, name: str) -> dict[str, Any]:
+        return {"name": name, **({"behavior": "NON_BLOCKING"} if name in self.slow else {})}
+
+    def start_call(self, call_id: str, name: str, arguments: Any, *,
+                   waited_for: bool = True) -> asyncio.Task[dict[str, Any]]:
+        self.waited_for[call_id] = waited_for
         gate = self.gates[call_id] = asyncio.get_running_loop().create_future()
 
         async def call() -> dict[str, Any]:
@@ -54,7 +67,7 @@ def test_a_slow_light_does_not_hold_back_the_timer_and_answers_with_its_own_id_w
             sent.append(responses)
             answered.set()
 
-        router = ToolRouter(device, home, send)
+        router = ToolRouter(device, home, send, lambda: DEFAULT)
         now = await router(p.ToolCall(calls=(fc("1", "set_timer"), fc("2", "HassTurnOn"))))
         assert sent == []  # the light is still switching
         home.gates["2"].set_result({"output": "on"})
@@ -75,7 +88,7 @@ def test_a_cancelled_call_is_cancelled_at_the_server_and_never_answered() -> Non
         async def send(responses: list[p.FunctionResponse]) -> None:
             sent.append(responses)
 
-        router = ToolRouter(device, home, send)
+        router = ToolRouter(device, home, send, lambda: DEFAULT)
         assert await router(p.ToolCall(calls=(fc("7", "hang"),))) == []
         cancelled = router.cancel(["7", "unknown"])
         for _ in range(5):
@@ -92,6 +105,37 @@ def test_without_home_servers_everything_goes_to_the_device() -> None:
         async def send(responses: list[p.FunctionResponse]) -> None:
             raise AssertionError("nothing is sent later")
 
-        return await ToolRouter(device, None, send)(p.ToolCall(calls=(fc("1", "HassTurnOn"),)))
+        return await ToolRouter(device, None, send, lambda: DEFAULT)(p.ToolCall(calls=(fc("1", "HassTurnOn"),)))
 
     assert asyncio.run(scenario()) == [p.FunctionResponse("1", "HassTurnOn", {"output": "device"})]
+
+
+@pytest.mark.parametrize("profile, background", [(DEFAULT, True), (SYNCHRONOUS, False)])
+def test_a_non_blocking_tool_gets_the_long_timeout_and_is_told_when_idle_where_the_model_allows_it(
+        profile, background) -> None:
+    """A slow scene the model does not wait for; on a synchronous-only model it is an ordinary call."""
+    async def scenario() -> tuple[dict[str, bool], list[list[p.FunctionResponse]]]:
+        home = FakeHomeServer({"HassTurnOn", "movie_scene"}, slow={"movie_scene"})
+        sent: list[list[p.FunctionResponse]] = []
+        answered = asyncio.Event()
+
+        async def send(responses: list[p.FunctionResponse]) -> None:
+            sent.append(responses)
+            if len(sent) == 2:
+                answered.set()
+
+        router = ToolRouter(device, home, send, lambda: profile)
+        assert await router(p.ToolCall(calls=(fc("1", "movie_scene"), fc("2", "HassTurnOn")))) == []
+        home.gates["1"].set_result({"output": "dimmed"})
+        home.gates["2"].set_result({"output": "on"})
+        await asyncio.wait_for(answered.wait(), 2)
+        await router.close()
+        return home.waited_for, sent
+
+    waited_for, sent = asyncio.run(scenario())
+    assert waited_for == {"1": not background, "2": True}
+    answers = {r.name: r for batch in sent for r in batch}
+    assert answers["movie_scene"].scheduling == (WHEN_IDLE if background else None)
+    assert answers["HassTurnOn"].scheduling is None  # scheduling is only for NON_BLOCKING calls
+    assert p.tool_response([answers["movie_scene"]])["toolResponse"]["functionResponses"][0].get("scheduling") == (
+        "WHEN_IDLE" if background else None)

@@ -12,7 +12,11 @@ A tool the owner listed as `non_blocking` goes out NON_BLOCKING where the model 
 model does not wait (it says it is on it and talks on), so the call gets the longer
 `non_blocking_timeout_s`, and its answer asks for scheduling WHEN_IDLE: the result is told when
 nobody is talking, rather than cutting into the model's own sentence (INTERRUPT) or never (SILENT).
-Where the model has synchronous calls only, the same tool is an ordinary call.
+Where the model has synchronous calls only, the same tool is an ordinary call. On a model whose
+calls are all asynchronous (3.8 extended thinking: its profile makes every declaration
+NON_BLOCKING) every home call is such a background call, listed or not: the model is not waiting
+for any of them, so none needs the short limit. Which one a call is comes from
+`messages.effective_behavior`, the rule the setup's declarations were built by.
 """
 
 from __future__ import annotations

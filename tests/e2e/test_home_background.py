@@ -16,12 +16,14 @@ pytest.importorskip("mcp", reason="the MCP tests need the optional SDK: pip inst
 
 from appliance.audio import speech  # noqa: E402
 from appliance.audio.frames import RATE  # noqa: E402
+from appliance.emulator.scenario import tone_pcm  # noqa: E402
 from appliance.emulator.server import Emulator, EmulatorConfig, Scenario  # noqa: E402
 from appliance.mcp.config import McpSettings  # noqa: E402
 from harness import Running, ask_by_button, config_for  # noqa: E402
 from mcp_servers.rig import HttpHomeServer, until_home_tools_declared, write_token  # noqa: E402
 
 SCENE_S = 2.5  # longer than call_timeout_s below: only the longer non_blocking timeout lets it finish
+TONE_S = 0.3  # each part of the model's reply
 
 
 def declared(setup: dict, name: str) -> dict:
@@ -42,7 +44,7 @@ def test_a_slow_scene_is_declared_non_blocking_answered_later_and_told_when_idle
 
     async def scenario():
         calls = [("slow_scene", {"name": "movie", "seconds": SCENE_S})]
-        emu = Emulator(EmulatorConfig(pace=0), Scenario(reply="tone", tone_seconds=0.3, tool_calls=calls))
+        emu = Emulator(EmulatorConfig(pace=0), Scenario(reply="tone", tone_seconds=TONE_S, tool_calls=calls))
         await emu.start()
         try:
             cfg = dataclasses.replace(config_for(emu, tmp_path), mcp=McpSettings(
@@ -50,9 +52,13 @@ def test_a_slow_scene_is_declared_non_blocking_answered_later_and_told_when_idle
                 retry_s=0.5))
             async with Running(cfg, monkeypatch, gpio) as daemon:
                 await until_home_tools_declared(daemon, emu, "slow_scene")
+                # the model's first part ends (IN_PROGRESS) while the scene is still being set
+                first_part_over = asyncio.ensure_future(emu.wait_for(lambda e: any(
+                    t.turn_completes == ["IN_PROGRESS"] and not t.tool_responses for t in e.turns), 60))
                 # the turn stays open while the scene is set (the model said its first part and
                 # waits for the result, which it tells at the end): idle comes after both
                 await ask_by_button(daemon, pulse, gpio, question)
+                await asyncio.wait_for(first_part_over, 5)  # it held before the answer came
                 setup = next(c.setup for c in emu.connections if "slow_scene" in str(c.setup))
                 return setup, emu.turns, daemon.conductor.turns
         finally:
@@ -69,4 +75,6 @@ def test_a_slow_scene_is_declared_non_blocking_answered_later_and_told_when_idle
     (response,) = turn.tool_responses
     assert response["id"] == turn.tool_calls[0]["id"] and response["scheduling"] == "WHEN_IDLE"
     assert response["response"]["output"]["scene"] == "movie"  # the result, not a timeout
-    assert len(turn.reply_pcm) > 0 and metrics[-1].outcome == "answered"
+    # the model spoke twice: "on it" at once, then the result once the answer came
+    assert len(turn.reply_pcm) == 2 * len(tone_pcm(TONE_S))
+    assert metrics[-1].outcome == "answered"

@@ -118,3 +118,15 @@ def test_the_session_from_the_config_keeps_the_source() -> None:
     settings = session_settings(Config(), functions=(GET_TIME,), function_source=source)
     assert names(settings) == ["get_time", "HassTurnOn"]
     assert session_settings(Config(), functions=(GET_TIME,)).function_source is None
+
+
+@pytest.mark.parametrize("model", [*known_models(), "gemini-9-live-from-the-future"])
+def test_effective_behavior_is_what_the_setup_declared(model: str) -> None:
+    """The tool router asks `effective_behavior` whether the model waits for a home call: its answer
+    must be the `behavior` the setup sent for that name, on every model (3.1: none at all)."""
+    settings = p.SessionSettings(model=model, functions=(SET_TIMER,), function_source=Source(SLOW, LIGHT_ON))
+    sent = {d["name"]: d.get("behavior") for d in declarations(settings)}
+    asked = {fn["name"]: p.effective_behavior(fn, profile_for(model)) for fn in (SET_TIMER, SLOW, LIGHT_ON)}
+    assert asked == sent
+    if model == "gemini-3.1-flash-live-preview":
+        assert set(sent.values()) == {None}  # synchronous calls only: the slow tool is an ordinary call

@@ -13,6 +13,7 @@ from appliance.live.profiles import profile_for
 
 DEFAULT = profile_for("gemini-3.8-live")  # calls are BLOCKING unless a declaration asks otherwise
 SYNCHRONOUS = profile_for("gemini-3.1-flash-live-preview")  # no NON_BLOCKING at all
+ASYNC_ONLY = profile_for("gemini-3.8-live-extended-thinking")  # every call NON_BLOCKING
 
 
 class FakeHomeServer:
@@ -110,9 +111,13 @@ def test_without_home_servers_everything_goes_to_the_device() -> None:
     assert asyncio.run(scenario()) == [p.FunctionResponse("1", "HassTurnOn", {"output": "device"})]
 
 
-@pytest.mark.parametrize("profile, background", [(DEFAULT, True), (SYNCHRONOUS, False)])
+@pytest.mark.parametrize("profile, background, all_background", [
+    (DEFAULT, True, False),
+    (SYNCHRONOUS, False, False),
+    (ASYNC_ONLY, True, True),  # the model waits for no call: every home call may take the long time
+])
 def test_a_non_blocking_tool_gets_the_long_timeout_and_is_told_when_idle_where_the_model_allows_it(
-        profile, background) -> None:
+        profile, background, all_background) -> None:
     """A slow scene the model does not wait for; on a synchronous-only model it is an ordinary call."""
     async def scenario() -> tuple[dict[str, bool], list[list[p.FunctionResponse]]]:
         home = FakeHomeServer({"HassTurnOn", "movie_scene"}, slow={"movie_scene"})
@@ -133,9 +138,10 @@ def test_a_non_blocking_tool_gets_the_long_timeout_and_is_told_when_idle_where_t
         return home.waited_for, sent
 
     waited_for, sent = asyncio.run(scenario())
-    assert waited_for == {"1": not background, "2": True}
+    assert waited_for == {"1": not background, "2": not all_background}
     answers = {r.name: r for batch in sent for r in batch}
     assert answers["movie_scene"].scheduling == (WHEN_IDLE if background else None)
-    assert answers["HassTurnOn"].scheduling is None  # scheduling is only for NON_BLOCKING calls
+    # scheduling is only for NON_BLOCKING calls
+    assert answers["HassTurnOn"].scheduling == (WHEN_IDLE if all_background else None)
     assert p.tool_response([answers["movie_scene"]])["toolResponse"]["functionResponses"][0].get("scheduling") == (
         "WHEN_IDLE" if background else None)

@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from appliance.app.conductor import State
-from appliance.audio import speech
 from appliance.audio.earcons import earcon
-from appliance.audio.frames import RATE
 from appliance.audio.volume import ALARM_RAMP_DB, ALARM_RAMP_S
 from appliance.emulator.server import Emulator, EmulatorConfig, Scenario
 from appliance.ipc.client import request
 from harness import Running, config_for, speak
+from sound_checks import dbfs, read_recording, spoken_question
 
 QUESTION = "Set a timer for the eggs please."
 REC_RATE = 24000
@@ -32,17 +30,7 @@ SOUND_DBFS = -50.0  # louder than this counts as sound when finding the rings in
 
 @pytest.fixture(scope="module")
 def question() -> bytes:
-    pcm = speech.spoken(QUESTION, RATE)
-    assert pcm, "espeak-ng is needed (scripts/bootstrap.sh installs it)"
-    return pcm
-
-
-def samples(path: Path) -> np.ndarray:
-    return np.frombuffer(path.read_bytes(), "<i2").astype(np.float64) / 32768.0
-
-
-def dbfs(x: np.ndarray) -> float:
-    return float(20 * np.log10(max(float(np.sqrt(np.mean(np.square(x)))), 1e-12)))
+    return spoken_question(QUESTION)
 
 
 def bursts(x: np.ndarray, rate: int) -> list[tuple[int, int]]:
@@ -123,7 +111,7 @@ def test_at_volume_0_the_alarm_rings_loud_and_the_voice_stays_quiet(pulse, quest
 
     rings, after, calls = asyncio.run(scenario())
     assert [len(c) for c in calls] == [0, 0, 1], "three replies, the last one with the timer"
-    heard = samples(recording)
+    heard = read_recording(recording)
     found = bursts(heard, REC_RATE)
     assert found, "nothing reached the speaker"
 

@@ -15,9 +15,7 @@ import pytest
 pytest.importorskip("mcp", reason="the MCP tests need the optional SDK: pip install -e '.[home]'")
 
 from appliance.app.conductor import State  # noqa: E402
-from appliance.audio import speech  # noqa: E402
 from appliance.audio.earcons import PEAK_DBFS, earcon  # noqa: E402
-from appliance.audio.frames import RATE  # noqa: E402
 from appliance.audio.speaker import EARCON_MIN_LEVEL  # noqa: E402
 from appliance.audio.volume import level_to_gain  # noqa: E402
 from appliance.emulator.scenario import tone_pcm  # noqa: E402
@@ -27,6 +25,7 @@ from appliance.mcp.config import McpSettings  # noqa: E402
 from harness import BUTTON_PIN, Running, ask_by_button, config_for, speak  # noqa: E402
 from mcp_servers.rig import HttpHomeServer, until_home_tools_declared, write_token  # noqa: E402
 from rigs import PulseRig  # noqa: E402
+from sound_checks import dbfs, read_recording, spoken_question  # noqa: E402
 from waiting import wait_until  # noqa: E402
 
 QUESTION = "Turn on the kitchen light please"
@@ -40,13 +39,7 @@ CHIME_TAIL_S = 0.1
 
 @pytest.fixture(scope="module")
 def question() -> bytes:
-    pcm = speech.spoken(QUESTION, RATE)
-    assert pcm, "espeak-ng is needed (scripts/bootstrap.sh installs it)"
-    return pcm
-
-
-def read_recording(path: Path) -> np.ndarray:
-    return np.frombuffer(path.read_bytes(), "<i2").astype(np.float64) / 32768.0
+    return spoken_question(QUESTION)
 
 
 async def start_recording(rig: PulseRig, path: Path) -> None:
@@ -81,10 +74,6 @@ def align(recording: np.ndarray, expected: np.ndarray) -> tuple[int, float]:
     part = recording[lag : lag + expected.size]
     segment[: part.size] = part
     return lag, float(segment @ expected / np.sqrt((segment @ segment) * (expected @ expected) + 1e-30))
-
-
-def dbfs(x: np.ndarray) -> float:
-    return float(20 * np.log10(max(float(np.sqrt(np.mean(np.square(x)))), 1e-12)))
 
 
 def dbfs_peak(x: np.ndarray) -> float:

@@ -14,13 +14,12 @@ import pytest
 
 pytest.importorskip("mcp", reason="the MCP tests need the optional SDK: pip install -e '.[home]'")
 
-from appliance.audio import speech  # noqa: E402
-from appliance.audio.frames import RATE  # noqa: E402
 from appliance.emulator.scenario import tone_pcm  # noqa: E402
 from appliance.emulator.server import Emulator, EmulatorConfig, Scenario  # noqa: E402
 from appliance.mcp.config import McpSettings  # noqa: E402
 from harness import Running, ask_by_button, config_for  # noqa: E402
 from mcp_servers.rig import HttpHomeServer, until_home_tools_declared, write_token  # noqa: E402
+from sound_checks import spoken_question  # noqa: E402
 
 SCENE_S = 2.5  # longer than call_timeout_s below: only the longer non_blocking timeout lets it finish
 TONE_S = 0.3  # each part of the model's reply
@@ -36,8 +35,7 @@ def declared(setup: dict, name: str) -> dict:
 
 def test_a_slow_scene_is_declared_non_blocking_answered_later_and_told_when_idle(pulse, gpio, tmp_path, monkeypatch):
     pulse.activate(monkeypatch)
-    question = speech.spoken("Set the movie scene please", RATE)
-    assert question, "espeak-ng is needed (scripts/bootstrap.sh installs it)"
+    question = spoken_question("Set the movie scene please")
     write_token(tmp_path / "ha-token")
     home = HttpHomeServer(tmp_path / "ha-token")
     home.start()

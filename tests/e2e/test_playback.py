@@ -27,6 +27,7 @@ from appliance.audio.speech import spoken, speechlike
 from appliance.audio.volume import GainRamp, VolumeStore, level_to_gain
 from appliance.settings.schema import AudioConfig
 from rigs import PulseRig, pulse_available
+from sound_checks import read_recording
 from waiting import wait_until
 
 REC_RATE = 48000  # the rig's speaker sink
@@ -105,10 +106,6 @@ async def feed_like_the_emulator(player: Player, reply: np.ndarray, *, end: bool
         await asyncio.sleep(CHUNK_S / SPEEDUP)  # pacing the sender, not waiting for anything
     if end:
         player.end_of_reply()
-
-
-def read_recording(path: Path) -> np.ndarray:
-    return np.frombuffer(path.read_bytes(), dtype="<i2").astype(np.float64) / 32768.0
 
 
 def align(recording: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray, float]:

@@ -22,12 +22,11 @@ from pathlib import Path
 import pytest
 
 from appliance.app.conductor import State
-from appliance.audio import speech
-from appliance.audio.frames import RATE
 from appliance.emulator.server import Emulator, EmulatorConfig, Scenario
 from appliance.settings.errors import ConfigError
 from appliance.settings.loader import load_config
 from harness import KEY, LED_PIN, Running, config_for, speak
+from sound_checks import spoken_question
 from waiting import wait_until
 
 QUESTION = "How long do I boil an egg?"
@@ -36,9 +35,7 @@ TIMEOUT = 30.0
 
 @pytest.fixture(scope="module")
 def question() -> bytes:
-    pcm = speech.spoken(QUESTION, RATE)
-    assert pcm, "espeak-ng is needed (scripts/bootstrap.sh installs it)"
-    return pcm
+    return spoken_question(QUESTION)
 
 
 def _voice(setup: dict | None) -> str | None:

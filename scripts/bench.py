@@ -14,7 +14,8 @@ the press" are what reached the speaker, not what the client says. CPU is utime+
 thread (/proc/PID/stat), peak RSS is VmHWM. A second table times `appliance ctl status` against a
 running daemon and `appliance SUB --help` for every subcommand, next to `python -c pass`. A third
 (scripts/bench_imports.py) splits start-up RSS and CPU by group of imports: the reference's, numpy,
-the other dependencies, the appliance's own modules.
+the other dependencies, the appliance's own modules; a fourth, what PortAudio's device scan adds
+with this machine's ALSA plugins and with a sound server's plugin only.
 
 Usage: scripts/bench.py [--quick] [--reps R] [--idle-s S] [--turns N] [--verbose]
 Exit 0 when the run completed (goals met or not), 1 when it could not run.
@@ -49,7 +50,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import bench_imports  # noqa: E402  (scripts/, next to this file)
 from appliance.audio.speech import utterance  # noqa: E402
 from appliance.emulator.server import Emulator, EmulatorConfig, Scenario  # noqa: E402
-from rigs import PulseRig, pulse_available  # noqa: E402
+from rigs import ALSA_CONF, PulseRig, pulse_available  # noqa: E402
 
 PYTHON = ROOT / ".venv" / "bin" / "python"
 ENTRY = ROOT / ".venv" / "bin" / "appliance"
@@ -221,8 +222,9 @@ class SpeakerMonitor:
 # --------------------------------------------------------------------------------------------- the rig
 
 
-def start_rig(root: Path) -> PulseRig:
-    rig = PulseRig(root)
+def start_rig(root: Path, lean_alsa: bool = False) -> PulseRig:
+    """A private PulseAudio rig; `lean_alsa` leaves the system's ALSA plugins (conf.d) out of both clients."""
+    rig = PulseRig(root, alsa_conf=bench_imports.lean_alsa_top(root) if lean_alsa else ALSA_CONF)
     rig.start()
     return rig
 
@@ -661,7 +663,7 @@ async def run_client(kind: str, rep: int, emu: Emulator, speeches: list[Speech],
     result = RunResult(kind, rep)
     work = root / f"rep{rep}-{kind}"
     work.mkdir(parents=True)
-    rig = await asyncio.to_thread(start_rig, work)
+    rig = await asyncio.to_thread(start_rig, work, opts.lean_alsa)
     monitor = SpeakerMonitor(rig.env())
     child: Child = (DaemonChild if kind == "daemon" else ReferenceChild)(work, rig, emu.url)
     try:
@@ -941,7 +943,8 @@ def command_rows(costs: list[CommandCost]) -> tuple[str, bool | None]:
 def report(runs: dict[str, list[RunResult]], costs: list[CommandCost] | None, opts: argparse.Namespace,
            wall_s: float) -> None:
     print(f"appliance bench: {opts.reps} rep(s) (alternating), idle {opts.idle_s:g} s, {opts.turns} turns + "
-          f"1 barge-in per client run, {TONE_S:g} s replies at pace {PACE}; {machine()}; medians\n")
+          f"1 barge-in per client run, {TONE_S:g} s replies at pace {PACE}; {machine()}; medians"
+          + ("; without the system's ALSA plugins (--lean-alsa)" if opts.lean_alsa else "") + "\n")
     rows = figure_rows(runs)
     print(figure_table(rows))
     unmet = [r.figure for r in rows if r.met is False]
@@ -955,6 +958,9 @@ def report(runs: dict[str, list[RunResult]], costs: list[CommandCost] | None, op
     print("Where start-up memory and CPU go (scripts/bench_imports.py: each row one more group of imports):")
     try:
         print(bench_imports.table(bench_imports.measure(3, PYTHON)))
+        print()
+        with tempfile.TemporaryDirectory() as scan_work:
+            print(bench_imports.scan_table(bench_imports.measure_scan(Path(scan_work), 3, PYTHON)))
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         print(f"import costs could not be measured: {exc}")
     failures = [f"{r.client} rep {r.rep}: {r.error}" for v in runs.values() for r in v if r.error]
@@ -985,6 +991,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, help="repetitions (default 3, --quick 1)")
     parser.add_argument("--idle-s", type=float, help="idle phase in seconds (default 60, --quick 20)")
     parser.add_argument("--turns", type=int, help="hold-to-talk turns per client run (default 5, --quick 2)")
+    parser.add_argument("--lean-alsa", action="store_true",
+                        help="both clients without the system's ALSA plugins (/etc/alsa/conf.d), as on a Pi "
+                             "without alsa-plugins; the rig's pulse devices stay")
     parser.add_argument("--verbose", action="store_true", help="per-run and per-turn figures on stderr")
     opts = parser.parse_args(argv)
     opts.reps = opts.reps or (1 if opts.quick else 3)

@@ -10,7 +10,13 @@ Medians of a few runs; the differences between rows are what each group costs.
 
     .venv/bin/python scripts/bench_imports.py [--times N]
 
-scripts/bench.py prints the same table after its own.
+A second table splits PortAudio's device scan (`pyaudio.PyAudio()`, which every PyAudio client
+pays at start): once with this machine's ALSA configuration, once with only a sound server's
+plugin (the system's /etc/alsa/conf.d left out), as on a Pi without the alsa-plugins package.
+Every plugin PortAudio probes is loaded and stays loaded, and some bring large libraries with them
+(the a52 encoder brings libavcodec).
+
+scripts/bench.py prints both tables after its own.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +95,74 @@ def measure(times: int = 3, python: Path = PYTHON) -> list[ImportCost]:
             for (label, _), mine in zip(STEPS, samples)]
 
 
+#: run in each interpreter: RSS before and after PortAudio's scan, and the ALSA plugins it loaded
+_SCAN_PROBE = """
+import json, pyaudio
+def hwm():
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+before = hwm()
+pa = pyaudio.PyAudio()
+after = hwm()
+plugins = {line.split()[-1] for line in open("/proc/self/maps") if "/alsa-lib/libasound_module_" in line}
+print(json.dumps({"before_mb": before * 1024 / 1e6, "after_mb": after * 1024 / 1e6, "plugins": len(plugins)}))
+pa.terminate()
+"""
+
+SYSTEM_ALSA_CONF = Path("/usr/share/alsa/alsa.conf")
+
+
+@dataclass(frozen=True)
+class ScanCost:
+    label: str
+    scan_mb: float  # what PyAudio() added to the peak RSS
+    plugins: int  # ALSA plugin modules loaded by the scan
+
+
+def lean_alsa_top(work: Path) -> str:
+    """The system's alsa.conf without its conf.d directories (where alsa-plugins puts its PCMs), in `work`."""
+    text = SYSTEM_ALSA_CONF.read_text()
+    lean = work / "alsa-lean.conf"
+    lean.write_text("".join(line for line in text.splitlines(keepends=True) if "alsa/conf.d" not in line))
+    return str(lean)
+
+
+def lean_alsa_config(work: Path) -> str:
+    """An ALSA_CONFIG_PATH of lean_alsa_top() plus one pulse PCM."""
+    lean = lean_alsa_top(work)
+    pulse = work / "asoundrc-pulse"
+    pulse.write_text("pcm.pulse { type pulse }\nctl.pulse { type pulse }\n")
+    return f"{lean}:{pulse}"
+
+
+def measure_scan(work: Path, times: int = 3, python: Path = PYTHON) -> list[ScanCost]:
+    """PortAudio's scan with the machine's ALSA configuration and with a sound server's plugin only."""
+    if not SYSTEM_ALSA_CONF.is_file():
+        raise RuntimeError(f"no {SYSTEM_ALSA_CONF} (alsa-lib's configuration) on this machine")
+    base = {k: v for k, v in os.environ.items() if k not in ("ALSA_CONFIG_PATH", "PULSE_SERVER")}
+    variants = (("this machine's ALSA configuration", base),
+                ("only a sound server's plugin (no conf.d)", {**base, "ALSA_CONFIG_PATH": lean_alsa_config(work)}))
+    costs = []
+    for label, env in variants:
+        runs = []
+        for _ in range(times):
+            done = subprocess.run([str(python), "-c", _SCAN_PROBE], capture_output=True, text=True, env=env,
+                                  timeout=120, cwd=ROOT)
+            if done.returncode != 0:
+                last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                raise RuntimeError(f"PortAudio's scan with {label} failed: {last}")
+            runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        costs.append(ScanCost(label, statistics.median(r["after_mb"] - r["before_mb"] for r in runs),
+                              int(statistics.median(r["plugins"] for r in runs))))
+    return costs
+
+
+def scan_table(costs: list[ScanCost]) -> str:
+    lines = ["| PortAudio's device scan (`pyaudio.PyAudio()`) with | adds to peak RSS | ALSA plugins loaded |",
+             "|---|---|---|"]
+    lines += [f"| {c.label} | +{c.scan_mb:.1f} MB | {c.plugins} |" for c in costs]
+    return "\n".join(lines)
+
+
 def table(costs: list[ImportCost]) -> str:
     lines = ["| imports | peak RSS | added | CPU (start + imports) | added | dataclasses made (their CPU) |",
              "|---|---|---|---|---|---|"]
@@ -110,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         print(table(measure(max(1, opts.times))))
+        print()
+        with tempfile.TemporaryDirectory() as work:
+            print(scan_table(measure_scan(Path(work), max(1, opts.times))))
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         print(f"bench_imports could not run: {exc}")
         return 1

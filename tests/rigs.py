@@ -105,8 +105,10 @@ class PulseRig:
 
     def __init__(self, root: Path, *, mic_rate: int = 48000, mic_channels: int = 2, mic_format: str = "s32le",
                  speaker_rate: int = 48000, speaker_channels: int = 2, speaker_heard_by_mic: bool = False,
-                 hotplug: bool = False) -> None:
+                 hotplug: bool = False, alsa_conf: str = ALSA_CONF) -> None:
         self.root = root
+        #: alsa-lib's top configuration; the bench may pass one without the system's conf.d plugins
+        self._alsa_conf = alsa_conf
         self.runtime = root / "pulse-runtime"
         self.runtime.mkdir(parents=True, exist_ok=True)
         self.socket = self.runtime / "native"
@@ -125,7 +127,7 @@ class PulseRig:
     # -- environment
     def env(self) -> dict[str, str]:
         return {
-            "ALSA_CONFIG_PATH": f"{ALSA_CONF}:{self._asoundrc()}",
+            "ALSA_CONFIG_PATH": f"{self._alsa_conf}:{self._asoundrc()}",
             "PULSE_SERVER": f"unix:{self.socket}",
             "PULSE_RUNTIME_PATH": str(self.runtime),
             "XDG_RUNTIME_DIR": str(self.runtime),
